@@ -1,0 +1,1 @@
+"""Command-line interface: ``dicetalk <command>``. Each command lives in its own module."""

@@ -1,0 +1,19 @@
+"""Errors a user can fix. The CLI prints their message on one line and exits non-zero."""
+
+
+class DiceTalkError(Exception):
+    """Base class: the message names the problem and, where possible, the fix."""
+
+    exit_code = 2
+
+
+class InputError(DiceTalkError):
+    """A user-supplied file or option is unusable (bad image, audio, emotion, schedule...)."""
+
+
+class WeightsError(DiceTalkError):
+    """A weights folder or checkpoint is missing, malformed or does not match the model."""
+
+
+class UnsafeFileError(DiceTalkError):
+    """A file would need arbitrary code execution (a pickle with globals) to be read."""

@@ -1,0 +1,1 @@
+"""Shared helpers: atomic file writes, video and audio I/O, seeding."""
