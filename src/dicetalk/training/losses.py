@@ -1,0 +1,54 @@
+"""Losses that are not a method of the module they train.
+
+:func:`info_nce` is the disentangled emotion embedder's objective (paper Sec. 3.1): a supervised
+InfoNCE on cosine similarity. Priors of clips showing the same identity with the same emotion are
+positives; for data without emotion labels (HDTF-style), clips cut from the same video are. The
+caller encodes either rule in one integer label per embedding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def info_nce(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Supervised InfoNCE over a batch, a scalar.
+
+    With ``z_i = e_i / ||e_i||`` and ``l_ij = z_i . z_j / temperature``, every anchor ``i`` that has
+    at least one positive (another item with its label) contributes
+
+        ``-1/|P(i)| * sum_{p in P(i)} log( exp(l_ip) / sum_{k != i} exp(l_ik) )``
+
+    (the "outside" form of Khosla et al.'s supervised contrastive loss, which for a single positive
+    per anchor is plain InfoNCE). Self-pairs never appear, neither as positive nor in the
+    denominator; anchors without a positive are left out of the mean. Computed in float32 with a
+    log-sum-exp, so small temperatures and half-precision inputs are safe. A batch without any
+    positive pair gives zero (still connected to the graph, so ``backward`` works).
+
+    Args:
+        embeddings: (N, d) embeddings (the emotion priors or their means).
+        labels: (N,) integer labels; equal labels mark positives.
+        temperature: softmax temperature, > 0.
+    """
+    if embeddings.ndim != 2:
+        raise ValueError(f"embeddings must have shape (N, d), got {tuple(embeddings.shape)}")
+    if labels.shape != embeddings.shape[:1]:
+        raise ValueError(f"labels must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    n = embeddings.shape[0]
+    z = F.normalize(embeddings.float(), dim=-1)
+    logits = z @ z.t() / temperature
+    self_pair = torch.eye(n, dtype=torch.bool, device=embeddings.device)
+    logits = logits.masked_fill(self_pair, float("-inf"))
+    positives = (labels[:, None] == labels[None, :]) & ~self_pair
+    counts = positives.sum(1)
+    anchors = counts > 0
+    if not anchors.any():
+        return embeddings.sum() * 0.0
+    # log_softmax subtracts the row maximum inside its log-sum-exp; the -inf diagonal drops out.
+    log_prob = torch.log_softmax(logits[anchors], dim=1)
+    # where(), not multiply: the diagonal holds -inf and 0 * -inf is nan.
+    positive_log_prob = torch.where(positives[anchors], log_prob, torch.zeros_like(log_prob)).sum(1)
+    return -(positive_log_prob / counts[anchors]).mean()
