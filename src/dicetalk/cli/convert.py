@@ -1,0 +1,38 @@
+"""``dicetalk convert-official``: the authors' released checkpoints -> a dicetalk weights folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import InputError
+from .main import app
+
+
+@app.command("convert-official")
+def convert_official(
+    src: Path = typer.Argument(..., help="The release folder: DICE-Talk/*.pth, optionally stable-video-diffusion-img2vid-xt/, whisper-tiny/ and <emotion>.npy priors."),
+    dst: Optional[Path] = typer.Argument(None, help="Output folder in dicetalk's layout (must not exist unless --overwrite; not needed with --check)."),
+    config: str = typer.Option("svd-xt", help="Model configuration the release must match: svd-xt (the release), synthetic or tiny."),
+    check: bool = typer.Option(False, "--check", help="Verify every file, name and shape; write nothing."),
+    dtype: Optional[str] = typer.Option(
+        None, help="Output dtype of every component: float16, float32 or bfloat16 (default: float16 for unet, vae, image_encoder; float32 for the rest)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it exists."),
+    svd: Optional[Path] = typer.Option(None, help="Stable Video Diffusion img2vid-xt folder (default SRC/stable-video-diffusion-img2vid-xt)."),
+    whisper: Optional[Path] = typer.Option(None, help="whisper-tiny folder (default SRC/whisper-tiny)."),
+    priors: Optional[Path] = typer.Option(None, help="Extra folder of <emotion>.npy/.safetensors/.json priors (e.g. the code repository's examples/emo)."),
+) -> None:
+    """Check the authors' DICE-Talk release in SRC and write it to DST in this project's layout."""
+    from ..convert.official import convert_official as run
+
+    if dst is None and not check:
+        raise InputError("missing output folder DST (or pass --check to verify SRC only)")
+    plan = run(src, dst, config=config, dtype=dtype, check=check, overwrite=overwrite, svd=svd, whisper=whisper, priors=priors)
+    typer.echo(plan.summary())
+    if check:
+        typer.echo("check passed; nothing written")
+    else:
+        typer.echo(f"wrote {dst}")

@@ -1,0 +1,7 @@
+"""The authors' released checkpoints: safe readers for their files and conversion to this project's layout.
+
+* :mod:`.priors` / :mod:`.safe_pickle`: emotion prior files (``.npy`` incl. the release's pickled dicts,
+  ``.safetensors``, ``.json``), read without unpickling arbitrary objects;
+* :mod:`.official`: ``dicetalk convert-official``, the four ``.pth`` files (+ SVD-xt, whisper-tiny,
+  priors) checked name by name and written as a dicetalk weights folder.
+"""
