@@ -10,3 +10,27 @@ __version__ = "0.1.0"
 
 EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 """The eight MEAD emotions, in the order used by every label index in the project."""
+
+# Public classes, imported lazily so that `import dicetalk` (and the CLI's --help) stays light.
+_EXPORTS = {
+    "DiceTalkPipeline": "dicetalk.pipeline.pipeline_dicetalk",
+    "DiceTalkUNet": "dicetalk.models.unet",
+    "TokenProjection": "dicetalk.models.token_projection",
+    "FaceMaskEncoder": "dicetalk.models.mask_encoder",
+    "EmotionBank": "dicetalk.models.emotion_bank",
+    "EmotionDiscriminator": "dicetalk.models.discriminator",
+    "EmotionPriors": "dicetalk.models.emotion_priors",
+    "DisentangledEmotionEmbedder": "dicetalk.models.emotion_embedder",
+    "ExpressionEncoder": "dicetalk.models.expression_encoder",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'dicetalk' has no attribute {name!r}")
+
+
+__all__ = ["EMOTIONS", "__version__", *_EXPORTS]

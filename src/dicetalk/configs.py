@@ -59,6 +59,7 @@ class ModelConfig:
     emotion_bank: dict[str, Any]  # EmotionBank
     discriminator: dict[str, Any]  # EmotionDiscriminator
     emotion_embedder: dict[str, Any]  # DisentangledEmotionEmbedder
+    expression_encoder: dict[str, Any] | None = None  # ExpressionEncoder; None: no reference-video input
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -201,6 +202,7 @@ def _tiny() -> ModelConfig:
             dropout=0.0,
             modality_dropout=0.2,
         ),
+        expression_encoder=dict(image_size=32, channels=(8, 16), out_dim=12),
     )
 
 
@@ -282,6 +284,7 @@ def _synthetic() -> ModelConfig:
             dropout=0.1,
             modality_dropout=0.2,
         ),
+        expression_encoder=dict(image_size=64, channels=(32, 64, 128, 128), out_dim=12),
     )
 
 

@@ -31,7 +31,7 @@ def _root() -> None:
 
 def _register_commands() -> None:
     # Each module adds its commands to `app` on import.
-    from . import convert, info, synth  # noqa: F401
+    from . import convert, generate, info  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

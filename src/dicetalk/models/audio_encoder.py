@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import PreTrainedModel  # noqa: F401  (diffusers finds a component's loader by base-class names in its module)
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
@@ -54,7 +55,15 @@ __all__ = [
 # --------------------------------------------------------------------------------------------- model
 
 
-def build_audio_encoder(whisper_config_kwargs: dict[str, Any] | WhisperConfig) -> WhisperEncoder:
+class AudioEncoder(WhisperEncoder):
+    """transformers' ``WhisperEncoder``, unchanged, under a name this package exports.
+
+    diffusers resolves pipeline components by library and class name, and transformers does not
+    export ``WhisperEncoder`` at top level; this subclass lets ``DiceTalkPipeline`` save and load it.
+    """
+
+
+def build_audio_encoder(whisper_config_kwargs: dict[str, Any] | WhisperConfig) -> AudioEncoder:
     """A randomly initialised Whisper encoder for a configuration's ``audio_encoder`` entry.
 
     The kwargs describe a whole ``WhisperConfig`` (decoder fields included, so the same dict can build
@@ -65,7 +74,7 @@ def build_audio_encoder(whisper_config_kwargs: dict[str, Any] | WhisperConfig) -
     config = whisper_config_kwargs
     if not isinstance(config, WhisperConfig):
         config = WhisperConfig(**config)
-    return WhisperEncoder(config)
+    return AudioEncoder(config)
 
 
 def load_audio_encoder(
@@ -101,18 +110,21 @@ def load_audio_encoder(
     # Encoder-only folders (ours) store unprefixed keys; full checkpoints store ``[model.]encoder.*``.
     # Try the class the config names first, the other one second, and keep the first that covers the
     # whole encoder: transformers would otherwise silently re-initialise what it cannot find.
-    encoder_only = "WhisperEncoder" in (raw.get("architectures") or [])
+    encoder_only = bool({"WhisperEncoder", "AudioEncoder"} & set(raw.get("architectures") or []))
     attempts = ("encoder", "full") if encoder_only else ("full", "encoder")
     kwargs = {} if dtype is None else {"dtype": dtype}
     problems = []
     for attempt in attempts:
         try:
             if attempt == "encoder":
-                encoder, info = WhisperEncoder.from_pretrained(folder, output_loading_info=True, **kwargs)
+                encoder, info = AudioEncoder.from_pretrained(folder, output_loading_info=True, **kwargs)
                 missing = sorted(info["missing_keys"])
             else:
                 model, info = WhisperModel.from_pretrained(folder, output_loading_info=True, **kwargs)
-                encoder = model.encoder
+                # Re-home the weights in our exported class so pipelines can save it by name.
+                encoder = AudioEncoder(model.config).to(model.encoder.dtype)
+                encoder.load_state_dict(model.encoder.state_dict())
+                del model
                 missing = sorted(k for k in info["missing_keys"] if k.startswith("encoder."))
         except Exception as exc:  # OSError (no weights), SafetensorError, size mismatches...
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -220,16 +232,18 @@ def encode_audio(
     padded = np.zeros(num_chunks * chunk_samples, dtype=np.float32)
     keep = min(len(waveform), len(padded))
     padded[:keep] = waveform[:keep]
-    chunks = list(padded.reshape(num_chunks, chunk_samples))
-    mel = feature_extractor(chunks, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+    chunks = padded.reshape(num_chunks, chunk_samples)
     param = next(encoder.parameters())
-    mel = mel.to(param.device, param.dtype)
 
+    # Mel spectrograms and encoder activations exist for one batch of chunks at a time, so
+    # ``chunk_batch_size`` bounds the memory of any length of audio.
     step = chunk_batch_size or num_chunks
     outputs = []
     with torch.set_grad_enabled(requires_grad and torch.is_grad_enabled()):
         for start in range(0, num_chunks, step):
-            hidden = encoder(mel[start : start + step], output_hidden_states=True).hidden_states
+            batch = list(chunks[start : start + step])
+            mel = feature_extractor(batch, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+            hidden = encoder(mel.to(param.device, param.dtype), output_hidden_states=True).hidden_states
             outputs.append(torch.stack(hidden, dim=2))  # (chunks, positions, L+1, C)
     hidden = torch.cat(outputs, dim=0).flatten(0, 1)  # chunks end to end along time
     return hidden[:rows]
@@ -244,8 +258,12 @@ def frame_windows(
     fps: float = 25.0,
     window: int = WINDOW,
     left: int = WINDOW_LEFT,
+    frames: slice | None = None,
 ) -> torch.Tensor:
     """The audio window of every video frame: ``(T50, *rest) -> (num_frames, window, *rest)``.
+
+    ``frames`` selects a range of the video's frames (e.g. one denoising window): only their
+    windows are gathered.
 
     As released (Sonic/DICE-Talk): the features are zero-padded with ``left`` rows before and
     ``window - left`` after, and frame ``i`` takes padded rows ``[r_i, r_i + window)``, i.e. feature
@@ -258,6 +276,8 @@ def frame_windows(
     if num_frames < 1:
         raise ValueError(f"num_frames must be positive, got {num_frames}")
     starts = frame_rows(num_frames, fps, device=hidden.device)
+    if frames is not None:
+        starts = starts[frames]
     index = starts[:, None] + torch.arange(window, device=hidden.device)[None]  # (F, window), padded rows
     # ``window - left`` zero rows after, as released; more if ``hidden`` is shorter than the video.
     right = max(window - left, int(index.max()) + 1 - left - hidden.shape[0])

@@ -19,6 +19,7 @@ COMPONENTS = (
     "emotion_bank",
     "discriminator",
     "emotion_embedder",
+    "expression_encoder",
 )
 
 
@@ -60,6 +61,12 @@ def build_component(name: str, config: ModelConfig) -> nn.Module:
         from .emotion_embedder import DisentangledEmotionEmbedder
 
         return DisentangledEmotionEmbedder(**config.emotion_embedder)
+    if name == "expression_encoder":
+        from .expression_encoder import ExpressionEncoder
+
+        if config.expression_encoder is None:
+            raise ValueError(f"configuration {config.name!r} has no expression encoder")
+        return ExpressionEncoder(**config.expression_encoder)
     raise ValueError(f"unknown component {name!r}; expected one of {', '.join(COMPONENTS)}")
 
 
@@ -72,8 +79,10 @@ def build_components(
     config = get_config(config)
     device = torch.device(device)
     ctx = torch.device(device) if device.type == "meta" else contextlib.nullcontext()
+    if components is None:  # every component this configuration has
+        components = tuple(n for n in COMPONENTS if n != "expression_encoder" or config.expression_encoder is not None)
     with ctx:
-        built = {name: build_component(name, config) for name in (components or COMPONENTS)}
+        built = {name: build_component(name, config) for name in components}
     if device.type != "meta":
         built = {name: module.to(device) for name, module in built.items()}
     return built

@@ -18,6 +18,7 @@ import torch
 from diffusers import UNetSpatioTemporalConditionModel
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention_processor import AttnProcessor2_0
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (diffusers finds a component's loader by base-class names in its module)
 from diffusers.utils import BaseOutput
 
 from .attention_processors import STREAMS, AudioEmotionAttnProcessor, ConditionContext

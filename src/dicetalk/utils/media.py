@@ -98,6 +98,107 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None, with_audi
     return VideoClip(np.stack(frames), fps, audio)
 
 
+class VideoWriter:
+    """Stream RGB frames into an H.264 mp4 (AAC speech track optional), atomically.
+
+    Use as a context manager: frames are encoded as they arrive (memory stays bounded), the
+    audio is muxed at the end, and the file appears under its name only if everything succeeded.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float,
+        audio: np.ndarray | None = None,
+        sample_rate: int = SPEECH_SAMPLE_RATE,
+        crf: int = 18,
+    ):
+        self.path = Path(path)
+        self.fps = fps
+        self.audio = audio
+        self.sample_rate = sample_rate
+        self.crf = crf
+        self._atomic = None
+        self._container = None
+        self._vstream = None
+        self._astream = None
+        self._finished = False
+        self.num_frames = 0
+
+    def __enter__(self) -> "VideoWriter":
+        import av
+
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        self._container = av.open(str(tmp), mode="w", format="mp4")
+        return self
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append (T, H, W, 3) or (H, W, 3) uint8 RGB frames."""
+        import av
+
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+        h, w = frames.shape[1:3]
+        if h % 2 or w % 2:  # yuv420p needs even sizes
+            frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        if self._vstream is None:
+            self._vstream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+            self._vstream.width, self._vstream.height = frames.shape[2], frames.shape[1]
+            self._vstream.pix_fmt = "yuv420p"
+            self._vstream.options = {"crf": str(self.crf), "preset": "veryfast"}
+            if self.audio is not None:  # every stream must exist before the first packet is muxed
+                self._astream = self._container.add_stream("aac", rate=AAC_SAMPLE_RATE)
+                self._astream.layout = "mono"
+        for frame in frames:
+            for packet in self._vstream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                self._container.mux(packet)
+        self.num_frames += len(frames)
+
+    def finish(self) -> None:
+        """Flush the video and mux the audio (mono float32) as AAC at 48 kHz."""
+        import av
+
+        if self._vstream is None:
+            raise ValueError("no frames were written")
+        for packet in self._vstream.encode(None):
+            self._container.mux(packet)
+        if self._astream is not None:
+            # AAC at 48 kHz: its 1024-sample frames (21 ms) keep the padding under one video frame.
+            astream = self._astream
+            samples = np.clip(np.asarray(self.audio, np.float32).reshape(-1), -1.0, 1.0)
+            resampler = av.AudioResampler(format="fltp", layout="mono", rate=AAC_SAMPLE_RATE, frame_size=1024)
+            src = av.AudioFrame.from_ndarray(samples[None, :], format="fltp", layout="mono")
+            src.sample_rate = self.sample_rate
+            src.pts = 0
+            src.time_base = Fraction(1, self.sample_rate)
+            for af in resampler.resample(src) + resampler.resample(None):
+                for packet in astream.encode(af):
+                    self._container.mux(packet)
+            for packet in astream.encode(None):
+                self._container.mux(packet)
+        self._finished = True
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._container.close()
+        finally:
+            ok = exc_type is None and self._finished
+            if ok:
+                self._atomic.__exit__(None, None, None)
+            else:
+                error = exc or RuntimeError("VideoWriter closed before finish()")
+                try:
+                    self._atomic.__exit__(type(error), error, tb)
+                except BaseException:
+                    pass  # the temporary file is removed; the original error propagates
+        if exc_type is None and not self._finished:
+            raise RuntimeError("VideoWriter closed before finish(): no file written")
+
+
 def write_video(
     path: str | os.PathLike,
     frames: np.ndarray,
@@ -111,46 +212,39 @@ def write_video(
     Odd frame sizes are padded by one pixel (yuv420p needs even sizes). Atomic: a failure leaves
     no file behind.
     """
-    import av
-
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    t, h, w, _ = frames.shape
-    if h % 2 or w % 2:
-        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        h, w = frames.shape[1:3]
-    rate = Fraction(fps).limit_denominator(1001)
+    with VideoWriter(path, fps, audio, sample_rate, crf) as writer:
+        writer.write(frames)
+        writer.finish()
+    return Path(path)
+
+
+def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = SPEECH_SAMPLE_RATE) -> Path:
+    """Write float samples, (N,) mono or (N, C), as 16-bit PCM WAV, atomically."""
+    import av
+
+    samples = np.asarray(samples, np.float32)
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    channels = samples.shape[1]
+    layout = {1: "mono", 2: "stereo"}.get(channels)
+    if layout is None:
+        raise ValueError(f"only mono or stereo audio can be written, got {channels} channels")
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).round().astype(np.int16)
     path = Path(path)
     with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as out:
-            vstream = out.add_stream("libx264", rate=rate)
-            vstream.width, vstream.height = w, h
-            vstream.pix_fmt = "yuv420p"
-            vstream.options = {"crf": str(crf), "preset": "veryfast"}
-            astream = None
-            if audio is not None:
-                # AAC at 48 kHz: its 1024-sample frames (21 ms) keep the padding under one video frame.
-                astream = out.add_stream("aac", rate=AAC_SAMPLE_RATE)
-                astream.layout = "mono"
-            for i in range(t):
-                vf = av.VideoFrame.from_ndarray(frames[i], format="rgb24")
-                for packet in vstream.encode(vf):
-                    out.mux(packet)
-            for packet in vstream.encode(None):
+        with av.open(str(tmp), mode="w", format="wav") as out:
+            stream = out.add_stream("pcm_s16le", rate=sample_rate)
+            stream.layout = layout
+            frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout=layout)
+            frame.sample_rate = sample_rate
+            frame.pts = 0
+            for packet in stream.encode(frame):
                 out.mux(packet)
-            if astream is not None:
-                samples = np.clip(np.asarray(audio, np.float32).reshape(-1), -1.0, 1.0)
-                resampler = av.AudioResampler(format="fltp", layout="mono", rate=AAC_SAMPLE_RATE, frame_size=1024)
-                src = av.AudioFrame.from_ndarray(samples[None, :], format="fltp", layout="mono")
-                src.sample_rate = sample_rate
-                src.pts = 0
-                src.time_base = Fraction(1, sample_rate)
-                for af in resampler.resample(src) + resampler.resample(None):
-                    for packet in astream.encode(af):
-                        out.mux(packet)
-                for packet in astream.encode(None):
-                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
     return path
 
 

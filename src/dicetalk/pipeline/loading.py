@@ -1,0 +1,112 @@
+"""Where a pipeline's weights come from: a weights folder, the authors' release, or the embedded default."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import torch
+
+from ..configs import get_config
+from ..errors import WeightsError
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default_model"
+"""The small model trained in the synthetic world, shipped inside the package."""
+
+
+def _scheduler():
+    from diffusers import EulerDiscreteScheduler
+
+    # Stable Video Diffusion's sampling schedule: Karras noise levels, v-prediction, continuous time.
+    return EulerDiscreteScheduler(
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        sigma_min=0.002,
+        sigma_max=700.0,
+        use_karras_sigmas=True,
+        timestep_type="continuous",
+        interpolation_type="linear",
+        steps_offset=1,
+    )
+
+
+def import_component_modules() -> None:
+    """Import every module a weights folder may name: diffusers only loads classes already imported."""
+    import importlib
+
+    from .. import _EXPORTS
+
+    for module in sorted(set(_EXPORTS.values())):
+        importlib.import_module(module)
+    importlib.import_module("dicetalk.models.audio_encoder")
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """Hide the per-component loading bars of diffusers and transformers (our own bars stay)."""
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    d_on, t_on = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if d_on:
+            dlog.enable_progress_bar()
+        if t_on:
+            tlog.enable_progress_bar()
+
+
+def build_random_pipeline(config: str = "tiny", seed: int = 0, device: str | torch.device = "cpu"):
+    """A pipeline of freshly initialised components (tests, benchmarks, new training runs)."""
+    from ..models.audio_encoder import whisper_feature_extractor
+    from ..models.emotion_priors import EmotionPriors
+    from ..models.registry import build_components
+    from . import DiceTalkPipeline
+    from .. import EMOTIONS
+
+    cfg = get_config(config)
+    torch.manual_seed(seed)
+    parts = build_components(cfg, device=device)
+    g = torch.Generator().manual_seed(seed + 1)
+    priors = EmotionPriors.from_tensors({e: torch.randn(cfg.prior_dim, generator=g) for e in EMOTIONS})
+    return DiceTalkPipeline(
+        unet=parts["unet"],
+        vae=parts["vae"],
+        image_encoder=parts["image_encoder"],
+        audio_encoder=parts["audio_encoder"],
+        audio_feature_extractor=whisper_feature_extractor(parts["audio_encoder"].config),
+        audio_projection=parts["audio_projection"],
+        mask_encoder=parts["mask_encoder"],
+        emotion_bank=parts["emotion_bank"],
+        priors=priors.to(device),
+        scheduler=_scheduler(),
+        emotion_embedder=parts["emotion_embedder"],
+        expression_encoder=parts.get("expression_encoder"),
+        discriminator=parts["discriminator"],
+    )
+
+
+def load_pipeline(weights: str | os.PathLike | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """The pipeline in ``weights`` (a folder in the project's layout), or the embedded default."""
+    from . import DiceTalkPipeline
+
+    folder = Path(weights) if weights is not None else DEFAULT_MODEL_DIR
+    if not folder.is_dir():
+        raise WeightsError(f"weights folder {folder} does not exist")
+    if not (folder / "model_index.json").is_file():
+        if weights is None:
+            raise WeightsError("the embedded default model is missing from this installation; pass --weights DIR")
+        raise WeightsError(f"{folder} is not a dicetalk weights folder (no model_index.json)")
+    import_component_modules()
+    try:
+        with _quiet_loading():
+            pipe = DiceTalkPipeline.from_pretrained(str(folder), dtype=dtype)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot load weights from {folder}: {first}") from None
+    pipe.set_progress_bar_config(leave=False)
+    return pipe.to(device)
