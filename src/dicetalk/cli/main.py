@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
+
+try:  # recent typer bundles its own click; its exceptions are not click's
+    from typer._click.exceptions import ClickException, UsageError
+    from typer.exceptions import Abort, Exit
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click.exceptions import Abort, ClickException, Exit, UsageError
 
 from ..errors import DiceTalkError
 
@@ -31,19 +36,23 @@ def _root() -> None:
 
 def _register_commands() -> None:
     # Each module adds its commands to `app` on import.
-    from . import convert, generate, info  # noqa: F401
+    from . import convert, generate, info, synth  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
     _register_commands()
     try:
         result = app(args=argv, prog_name="dicetalk", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except Abort:
         print("error: aborted", file=sys.stderr)
         return 130
-    except click.exceptions.ClickException as exc:
+    except UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "dicetalk"
+        print(f"error: {exc.format_message()} (see '{where} --help')", file=sys.stderr)
+        return exc.exit_code
+    except ClickException as exc:
         print(f"error: {exc.format_message()}", file=sys.stderr)
         return exc.exit_code
     except DiceTalkError as exc:

@@ -153,6 +153,7 @@ class VideoWriter:
             if self.audio is not None:  # every stream must exist before the first packet is muxed
                 self._astream = self._container.add_stream("aac", rate=AAC_SAMPLE_RATE)
                 self._astream.layout = "mono"
+                self._astream.options = {"aac_coder": "fast"}  # ~3.5x faster than the default coder for speech
         for frame in frames:
             for packet in self._vstream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 self._container.mux(packet)
