@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,3 +51,14 @@ def speech_wav(tmp_path_factory):
     path = tmp_path_factory.mktemp("inputs") / "speech.wav"
     write_audio(path, np.stack([signal, 0.8 * signal], axis=1), sr)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory) -> Path:
+    """The whole tiny preset of the synthetic world, generated once, by two worker processes."""
+    from dicetalk.synthetic import generate_dataset
+
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    summary = generate_dataset(out, preset="tiny", seed=0, workers=2, progress=False)
+    assert summary.generated == summary.clips > 0
+    return out

@@ -36,7 +36,7 @@ def loss_weight(sigma: torch.Tensor) -> torch.Tensor:
 
 def sample_training_sigmas(n: int, p_mean: float, p_std: float, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """Log-normal noise levels ``ln sigma ~ N(p_mean, p_std^2)`` (EDM training distribution)."""
-    return (torch.randn(n, generator=generator) * p_std + p_mean).exp().to(device)
+    return (torch.randn(n, generator=generator, device=device) * p_std + p_mean).exp()
 
 
 def karras_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 700.0, rho: float = 7.0) -> torch.Tensor:

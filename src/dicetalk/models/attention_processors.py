@@ -35,6 +35,10 @@ class ConditionContext:
     mask_features: torch.Tensor | None = None  # (B, F, C0, h, w), added after conv_in
     mid_features: torch.Tensor | None = None  # (B*F, C_mid, h', w'), captured for the discriminator
 
+    def __deepcopy__(self, memo) -> "ConditionContext":
+        # Per-call inputs are not part of a model: a copied model starts with an empty context.
+        return ConditionContext()
+
     def clear(self) -> None:
         self.streams = [None] * len(STREAMS)
         self.mask_features = None

@@ -85,6 +85,7 @@ class EmotionBank(ModelMixin, ConfigMixin):
         hidden_dim: int = 1024,
         num_heads: int = 8,
         beta: float = 0.25,
+        use_bank: bool = True,
     ):
         super().__init__()
         self.emo_linear = TokenProjection(1, 1, prior_dim, hidden_dim, token_dim, num_tokens)
@@ -127,7 +128,8 @@ class EmotionBank(ModelMixin, ConfigMixin):
     ) -> EmotionBankOutput:
         """Emotion tokens for a prior ``(B, F, prior_dim)`` (or ``(B, prior_dim)``: one per sample).
 
-        ``use_bank`` defaults to ``not self.training``. ``drop`` (B,) bool marks samples whose
+        ``use_bank`` defaults to ``not self.training``. A bank built with ``use_bank=False`` (the
+        paper's ablation) skips retrieval and attention altogether. ``drop`` (B,) bool marks samples whose
         emotion condition is dropped (condition dropout, guidance branches): their prior is
         zeroed and, when retrieving, so is their retrieved code.
         """
@@ -138,6 +140,8 @@ class EmotionBank(ModelMixin, ConfigMixin):
             prior = torch.where(drop.view(-1, 1, 1), torch.zeros_like(prior), prior)
         queries = self.emo_linear(prior)  # (B, F, T, D)
         b, f, t, d = queries.shape
+        if not self.config.use_bank:  # ablation "without emotion bank": the prior's tokens as they are
+            return EmotionBankOutput(tokens=queries, vq_loss=prior.new_zeros(()))
         if use_bank:
             kv = self.bank_tokens()[None]  # shared by every sample and frame
             vq_loss = prior.new_zeros(())

@@ -15,7 +15,7 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default
 """The small model trained in the synthetic world, shipped inside the package."""
 
 
-def _scheduler():
+def default_scheduler():
     from diffusers import EulerDiscreteScheduler
 
     # Stable Video Diffusion's sampling schedule: Karras noise levels, v-prediction, continuous time.
@@ -83,7 +83,7 @@ def build_random_pipeline(config: str = "tiny", seed: int = 0, device: str | tor
         mask_encoder=parts["mask_encoder"],
         emotion_bank=parts["emotion_bank"],
         priors=priors.to(device),
-        scheduler=_scheduler(),
+        scheduler=default_scheduler(),
         emotion_embedder=parts["emotion_embedder"],
         expression_encoder=parts.get("expression_encoder"),
         discriminator=parts["discriminator"],

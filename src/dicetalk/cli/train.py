@@ -1,0 +1,184 @@
+"""Training commands: ``pretrain`` (backbone stand-ins), ``train-embedder``, ``train``, ``export``.
+
+Every command takes the dataset folder (MEAD/HDTF layout), writes into its own output folder
+(options beside the run, atomic checkpoints), resumes with ``--resume`` and checks everything
+without training with ``--dry-run``. Multi-GPU: run the same command under ``accelerate launch``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .main import app
+
+
+def _cache(dataset: Path, size: int, cache_dir: Path | None, splits=("train",)):
+    from ..data.cache import build_frame_cache
+    from ..data.index import scan
+
+    return build_frame_cache(scan(dataset, splits=splits), size, cache_dir)
+
+
+def _threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+@app.command()
+def pretrain(
+    dataset: Path = typer.Argument(..., help="Dataset folder (mead/, hdtf/, splits.json)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: one subfolder per trained part."),
+    config: str = typer.Option("synthetic", help="Model configuration."),
+    parts: str = typer.Option("vae,audio_encoder,image_encoder,expression_encoder", help="Comma-separated parts."),
+    steps_scale: float = typer.Option(1.0, help="Multiply every part's default number of steps."),
+    seed: int = typer.Option(0),
+    threads: int | None = typer.Option(None, help="torch CPU threads."),
+    cache_dir: Path | None = typer.Option(None, help="Where decoded frames are cached (default ~/.cache/dicetalk)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check data and options, train nothing."),
+) -> None:
+    """Train stand-ins for the parts that come pretrained at full size (VAE, Whisper, CLIP, expression encoder)."""
+    from ..configs import get_config
+    from ..errors import InputError
+    from ..training.backbone import PARTS, BackboneOptions, pretrain_backbone
+
+    _threads(threads)
+    chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
+    unknown = [p for p in chosen if p not in PARTS]
+    if unknown:
+        raise InputError(f"unknown part {unknown[0]!r}; expected some of {', '.join(PARTS)}")
+    opts = BackboneOptions(dataset=str(dataset), out=str(out), config=config, parts=chosen, seed=seed, cache_dir=str(cache_dir) if cache_dir else None)
+    opts.steps = {k: max(1, int(v * steps_scale)) for k, v in opts.steps.items()}
+    cfg = get_config(config)
+    cache = _cache(dataset, cfg.image_size, cache_dir)
+    typer.echo(f"{len(cache.records)} training clips, {len(cache.frames)} frames at {cache.size} px; parts: {', '.join(chosen)}")
+    if dry_run:
+        return
+    for part, folder in pretrain_backbone(opts, cache).items():
+        typer.echo(f"{part}: {folder}")
+
+
+@app.command("train-embedder")
+def train_embedder_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder."),
+    backbone: Path = typer.Option(..., help="Folder with the frozen audio_encoder/ (from pretrain or convert-official)."),
+    out: Path = typer.Option(..., "--out", "-o"),
+    config: str = typer.Option("synthetic"),
+    steps: int = typer.Option(1500),
+    groups: int = typer.Option(32, help="Positive pairs per batch."),
+    window: int = typer.Option(64, help="Frames per clip window."),
+    temperature: float = typer.Option(0.1),
+    lr: float = typer.Option(5e-4),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(False, "--resume"),
+    dry_run: bool = typer.Option(False, "--dry-run"),
+    threads: int | None = typer.Option(None),
+    cache_dir: Path | None = typer.Option(None),
+) -> None:
+    """Train the disentangled emotion embedder (InfoNCE) and save it with the per-emotion prompt priors."""
+    from ..configs import get_config
+    from ..data.features import audio_hidden_states
+    from ..models.audio_encoder import whisper_feature_extractor
+    from ..training.assemble import load_backbone
+    from ..training.embedder import EmbedderOptions, train_embedder
+
+    _threads(threads)
+    opts = EmbedderOptions(str(dataset), str(out), str(backbone), config, steps, groups, window, temperature, lr, seed)
+    cache = _cache(dataset, get_config(config).image_size, cache_dir)
+    audio = load_backbone(backbone, ("audio_encoder",))["audio_encoder"]
+    typer.echo(f"{len(cache.records)} training clips; options: {opts}")
+    if dry_run:
+        return
+    hidden = audio_hidden_states(cache, audio, whisper_feature_extractor(audio.config))
+    typer.echo(f"wrote {train_embedder(opts, cache, hidden, resume=resume)}")
+
+
+@app.command()
+def train(
+    dataset: Path = typer.Argument(..., help="Dataset folder."),
+    backbone: Path = typer.Option(..., help="Folder with frozen vae/, image_encoder/, audio_encoder/ [expression_encoder/]."),
+    embedder: Path = typer.Option(..., help="Folder with emotion_embedder/ and priors/ (from train-embedder)."),
+    out: Path = typer.Option(..., "--out", "-o"),
+    config: str = typer.Option("synthetic"),
+    init: Path | None = typer.Option(None, help="Weights folder to start the trained parts from."),
+    steps: int = typer.Option(10000),
+    batch: int = typer.Option(2),
+    frames: int = typer.Option(16),
+    lr: float = typer.Option(2e-4),
+    lambda_cls: float = typer.Option(0.1, help="Weight of the emotion discrimination loss (0: ablation)."),
+    emotion_bank: bool = typer.Option(True, "--emotion-bank/--no-emotion-bank", help="Ablation: train without the bank."),
+    deterministic_prior: bool = typer.Option(False, help="Ablation: the embedder's mean instead of a sample."),
+    unet_trainable: str = typer.Option("all", help="'all' or 'cross-attention'."),
+    workers: int = typer.Option(0, help="Data loader workers."),
+    mixed_precision: str = typer.Option("no", help="no, fp16 or bf16."),
+    save_every: int = typer.Option(500),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(False, "--resume"),
+    dry_run: bool = typer.Option(False, "--dry-run"),
+    export_dtype: str = typer.Option("float32", help="dtype of the exported model folder (float16 halves it)."),
+    threads: int | None = typer.Option(None),
+    cache_dir: Path | None = typer.Option(None),
+) -> None:
+    """Train the DICE-Talk denoiser and conditioning (EDM + discrimination + VQ losses); export OUT/model."""
+    import torch
+
+    from ..configs import get_config
+    from ..training.assemble import assemble_pipeline, load_backbone, load_embedder, prepare_features, save_pipeline
+    from ..training.diffusion import DiffusionOptions, train_diffusion
+
+    _threads(threads)
+    opts = DiffusionOptions(
+        dataset=str(dataset), out=str(out), backbone=str(backbone), embedder=str(embedder), config=config,
+        init=str(init) if init else None, steps=steps, batch=batch, frames=frames, lr=lr, lambda_cls=lambda_cls,
+        emotion_bank=emotion_bank, deterministic_prior=deterministic_prior, unet_trainable=unet_trainable,
+        workers=workers, mixed_precision=mixed_precision, save_every=save_every, seed=seed,
+    )
+    cfg = get_config(config)
+    cache = _cache(dataset, cfg.image_size, cache_dir)
+    parts = load_backbone(backbone)
+    emb, _ = load_embedder(embedder)
+    typer.echo(f"{len(cache.records)} training clips, {len(cache.frames)} frames; {opts}")
+    features = prepare_features(cache, parts, emb)
+    trained = train_diffusion(opts, cache, features, parts["vae"].config.scaling_factor, resume=resume, dry_run=dry_run)
+    if dry_run:
+        from ..models.registry import summarize
+
+        typer.echo(summarize(trained))
+        return
+    pipe = assemble_pipeline(backbone, embedder, trained)
+    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[export_dtype]
+    typer.echo(f"wrote {save_pipeline(pipe, Path(out) / 'model', dtype)}")
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="A `dicetalk train` output folder (its newest checkpoint is exported)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Weights folder to write."),
+    dtype: str = typer.Option("float16", help="float32, float16 or bfloat16."),
+) -> None:
+    """Assemble a complete weights folder from a training run's newest checkpoint."""
+    import json
+
+    import torch
+
+    from ..errors import InputError
+    from ..training.assemble import assemble_pipeline, save_pipeline
+    from ..training.common import Run
+    from ..training.diffusion import DiffusionOptions, build_trainable
+
+    options = run / "run" / "options.json"
+    if not options.is_file():
+        raise InputError(f"{run} is not a training output folder (no run/options.json)")
+    saved = json.loads(options.read_text())
+    opts = DiffusionOptions(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()})
+    parts = build_trainable(opts)
+    state = Run(run / "run", opts, resume=True, is_main=False)
+    step = state.load(parts, None)
+    if step == 0:
+        raise InputError(f"{run} has no checkpoint yet")
+    pipe = assemble_pipeline(opts.backbone, opts.embedder, parts)
+    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    typer.echo(f"wrote {save_pipeline(pipe, out, torch_dtype)} (step {step})")

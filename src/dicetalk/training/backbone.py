@@ -1,0 +1,243 @@
+"""Pretraining the parts that come pretrained at full size, for configurations trained from scratch.
+
+At full size the VAE and CLIP image encoder come from Stable Video Diffusion and the audio
+encoder is OpenAI's whisper-tiny. The synthetic configuration has no such checkpoints, so
+``dicetalk pretrain`` trains small stand-ins on the synthetic world, each for the job the
+pretrained one does in the recipe:
+
+* ``vae`` — the temporal-decoder autoencoder, reconstruction (L1 + edges) with a small KL term;
+* ``audio_encoder`` — a Whisper encoder trained from scratch to predict, at its 50 Hz rate,
+  generic acoustic targets: mouth opening and rounding (lip reading's targets) plus loudness
+  and spectral centroid (prosody), so its features carry both content and manner of speech;
+* ``image_encoder`` — a CLIP vision tower whose embedding identifies the person across
+  expressions (supervised InfoNCE over identities);
+* ``expression_encoder`` — frame -> expression coefficients (the 3DMM fitting of the paper),
+  used to embed reference videos.
+
+They are frozen afterwards (``dicetalk train-embedder`` and ``dicetalk train`` read them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..configs import get_config
+from ..data.cache import FrameCache
+from ..data.features import pixels
+from ..models.audio_encoder import SAMPLES_PER_FEATURE, whisper_feature_extractor
+from ..models.registry import build_component
+from ..utils.atomic import atomic_dir
+from .common import Run, fit, make_accelerator
+from .losses import info_nce
+
+PARTS = ("vae", "audio_encoder", "image_encoder", "expression_encoder")
+
+
+@dataclass
+class BackboneOptions:
+    dataset: str
+    out: str
+    config: str = "synthetic"
+    parts: tuple[str, ...] = PARTS
+    steps: dict[str, int] = field(default_factory=lambda: {"vae": 2000, "audio_encoder": 1500, "image_encoder": 1000, "expression_encoder": 1000})
+    batch: dict[str, int] = field(default_factory=lambda: {"vae": 8, "audio_encoder": 16, "image_encoder": 64, "expression_encoder": 64})
+    lr: dict[str, float] = field(default_factory=lambda: {"vae": 4e-4, "audio_encoder": 5e-4, "image_encoder": 5e-4, "expression_encoder": 1e-3})
+    seed: int = 0
+    mixed_precision: str = "no"
+    cache_dir: str | None = None
+
+
+def _rng(seed: int, step: int, salt: int) -> np.random.Generator:
+    return np.random.default_rng((seed, salt, step))
+
+
+def _random_frames(cache: FrameCache, rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.sort(rng.integers(0, len(cache.frames), n))
+
+
+# ---------------------------------------------------------------------------------------- losses
+def vae_loss(cache: FrameCache, seed: int, batch: int, frames_per_clip: int = 4):
+    def loss_fn(step, modules, _batch, generator):
+        vae = modules["vae"]
+        rng = _rng(seed, step, 1)
+        clips = [c for c in rng.integers(0, len(cache.records), batch // frames_per_clip)]
+        idx = []
+        for c in clips:
+            s = int(rng.integers(0, cache.lengths[c] - frames_per_clip + 1))
+            idx.extend(range(int(cache.starts[c]) + s, int(cache.starts[c]) + s + frames_per_clip))
+        x = pixels(cache.frames[np.array(idx)]).to(vae.device)
+        posterior = vae.encode(x).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator, device=x.device)
+        y = vae.decode(z, num_frames=frames_per_clip).sample
+        rec = (y - x).abs().mean()
+        edges = ((y.diff(dim=-1) - x.diff(dim=-1)).abs().mean() + (y.diff(dim=-2) - x.diff(dim=-2)).abs().mean()) / 2
+        kl = posterior.kl().mean() / x[0].numel()
+        loss = rec + edges + 1e-3 * kl
+        return loss, {"l1": rec.detach(), "kl": kl.detach()}
+
+    return loss_fn
+
+
+def _acoustic_targets(audio: np.ndarray, rows: int) -> np.ndarray:
+    """Per 50 Hz row: log RMS loudness and normalised spectral centroid of the 20 ms frame."""
+    need = rows * SAMPLES_PER_FEATURE
+    a = np.zeros(need, np.float32)
+    a[: min(need, len(audio))] = audio[:need]
+    frames = a.reshape(rows, SAMPLES_PER_FEATURE)
+    rms = np.log(np.sqrt((frames**2).mean(1)) + 1e-4)
+    spec = np.abs(np.fft.rfft(frames * np.hanning(SAMPLES_PER_FEATURE), axis=1))
+    freqs = np.linspace(0, 1, spec.shape[1])
+    centroid = (spec * freqs).sum(1) / (spec.sum(1) + 1e-6)
+    return np.stack([(rms + 5) / 3, centroid * 4], 1).astype(np.float32)
+
+
+def audio_encoder_loss(cache: FrameCache, seed: int, batch: int, head: torch.nn.Module, feature_extractor, mouth_index: tuple[int, int]):
+    def loss_fn(step, modules, _batch, generator):
+        enc = modules["audio_encoder"]
+        rng = _rng(seed, step, 2)
+        positions = enc.config.max_source_positions
+        waves, targets, masks = [], [], []
+        for c in rng.integers(0, len(cache.records), batch):
+            n = int(cache.lengths[c])
+            frames = min(n, positions // 2)
+            s = int(rng.integers(0, n - frames + 1))
+            audio = cache.clip_audio(int(c), s, frames)
+            chunk = np.zeros(positions * SAMPLES_PER_FEATURE, np.float32)
+            chunk[: len(audio)] = audio[: len(chunk)]
+            g0 = int(cache.starts[c]) + s
+            mouth = np.array(cache.expression[g0 : g0 + frames][:, list(mouth_index)], np.float32).repeat(2, axis=0)
+            acoustic = _acoustic_targets(audio, 2 * frames)
+            target = np.zeros((positions, 4), np.float32)
+            target[: 2 * frames] = np.concatenate([mouth, acoustic], 1)
+            mask = np.zeros(positions, np.float32)
+            mask[: 2 * frames] = 1
+            waves.append(chunk)
+            targets.append(target)
+            masks.append(mask)
+        mel = feature_extractor(waves, sampling_rate=16000, return_tensors="pt").input_features.to(enc.device)
+        hidden = enc(mel).last_hidden_state
+        pred = modules["audio_head"](hidden)
+        t = torch.from_numpy(np.stack(targets)).to(pred.device)
+        m = torch.from_numpy(np.stack(masks)).to(pred.device)[..., None]
+        err = ((pred - t) ** 2 * m).sum((0, 1)) / m.sum()
+        return err.mean(), {"mouth": err[:2].mean().detach(), "prosody": err[2:].mean().detach()}
+
+    return loss_fn
+
+
+def image_encoder_loss(cache: FrameCache, seed: int, batch: int, per_identity: int = 4):
+    identities = sorted({r.identity for r in cache.records})
+    clips_of = {i: [c for c, r in enumerate(cache.records) if r.identity == i] for i in identities}
+
+    def loss_fn(step, modules, _batch, generator):
+        enc = modules["image_encoder"]
+        rng = _rng(seed, step, 3)
+        chosen = rng.choice(len(identities), size=min(len(identities), batch // per_identity), replace=False)
+        idx, labels = [], []
+        for label in chosen:
+            clips = clips_of[identities[label]]
+            for _ in range(per_identity):  # frames of different clips: other emotions, other moments
+                c = clips[rng.integers(len(clips))]
+                idx.append(int(cache.starts[c]) + int(rng.integers(0, cache.lengths[c])))
+                labels.append(int(label))
+        x = clip_normalise(pixels(cache.frames[np.array(idx)]), enc.config.image_size).to(enc.device)
+        emb = enc(x).image_embeds
+        loss = info_nce(emb, torch.tensor(labels, device=emb.device), temperature=0.1)
+        return loss, {}
+
+    return loss_fn
+
+
+def clip_normalise(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[-1, 1] pixels -> the CLIP encoder's normalised input (same as the pipeline's)."""
+    from ..pipeline.pipeline_dicetalk import CLIP_MEAN, CLIP_STD
+
+    x = F.interpolate((x + 1) / 2, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def expression_encoder_loss(cache: FrameCache, seed: int, batch: int):
+    def loss_fn(step, modules, _batch, generator):
+        enc = modules["expression_encoder"]
+        idx = _random_frames(cache, _rng(seed, step, 4), batch)
+        x = pixels(cache.frames[idx]).to(enc.device)
+        target = torch.from_numpy(np.array(cache.expression[idx], np.float32)).to(enc.device)
+        err = F.mse_loss(enc(x), target)
+        return err, {}
+
+    return loss_fn
+
+
+# ------------------------------------------------------------------------------------------ main
+def pretrain_backbone(opts: BackboneOptions, cache: FrameCache, progress: bool = True) -> dict[str, Path]:
+    """Train each part of ``opts.parts`` on ``cache``; saves ``OUT/<part>/`` (and ``OUT/runs/<part>``)."""
+    from ..synthetic import EXPRESSION_NAMES
+
+    config = get_config(opts.config)
+    out = Path(opts.out)
+    written = {}
+    for part in opts.parts:
+        final = out / part
+        if (final / "config.json").is_file():
+            written[part] = final
+            continue  # already trained: pretraining resumes part by part
+        torch.manual_seed(opts.seed)
+        module = build_component(part, config)
+        modules = {part: module}
+        steps, batch, lr = opts.steps[part], opts.batch[part], opts.lr[part]
+        if part == "vae":
+            loss_fn = vae_loss(cache, opts.seed, batch)
+        elif part == "audio_encoder":
+            head = torch.nn.Linear(module.config.d_model, 4)
+            modules["audio_head"] = _Head(head)
+            mouth = (EXPRESSION_NAMES.index("jaw_drop"), EXPRESSION_NAMES.index("lip_round"))
+            loss_fn = audio_encoder_loss(cache, opts.seed, batch, modules["audio_head"], whisper_feature_extractor(module.config), mouth)
+        elif part == "image_encoder":
+            loss_fn = image_encoder_loss(cache, opts.seed, batch)
+        elif part == "expression_encoder":
+            loss_fn = expression_encoder_loss(cache, opts.seed, batch)
+        else:
+            raise ValueError(f"unknown part {part!r}; expected one of {', '.join(PARTS)}")
+        run_dir = out / "runs" / part
+        run = Run(run_dir, {**vars(opts), "part": part}, resume=True)
+        accelerator = make_accelerator(run_dir, opts.mixed_precision)
+        fit(run, accelerator, modules, loss_fn, steps=steps, lr=lr, seed=opts.seed, warmup=min(200, steps // 10 + 1), save_every=max(100, steps // 5), desc=f"pretrain {part}")
+        trained = accelerator.unwrap_model(modules[part])
+        if part == "vae":
+            # EDM assumes unit-variance data: scale latents by 1 / their standard deviation.
+            trained.register_to_config(scaling_factor=latent_scaling_factor(trained, cache, opts.seed))
+        with atomic_dir(final) as tmp:
+            trained.save_pretrained(tmp)
+        written[part] = final
+    return written
+
+
+@torch.no_grad()
+def latent_scaling_factor(vae, cache: FrameCache, seed: int, frames: int = 512) -> float:
+    idx = _random_frames(cache, _rng(seed, 0, 5), frames)
+    z = vae.eval().encode(pixels(cache.frames[idx]).to(vae.device)).latent_dist.mode()
+    return float(1.0 / z.float().std())
+
+
+class _Head(torch.nn.Module):
+    """A throw-away prediction head, checkpointed with the encoder it trains."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x):
+        return self.linear(x)
+
+    def save_pretrained(self, folder, safe_serialization=True):
+        from safetensors.torch import save_file
+
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        save_file(self.state_dict(), str(Path(folder) / "head.safetensors"))

@@ -1,0 +1,186 @@
+"""``dicetalk train``: the compositional diffusion adaptation (paper Sec. 3.2-3.3, Eq. 17).
+
+SVD-style EDM training — v-prediction with EDM preconditioning, log-normal noise levels,
+``lambda(sigma)`` loss weighting — of the denoiser and the DICE-Talk conditioning:
+
+    L = L_denoise + lambda_cls * L_cls + L_vq
+
+with the emotion prior sampled from the (frozen) embedder's Gaussian of an emotion reference
+clip (same identity and emotion), the emotion bank retrieving its nearest code (VQ, straight
+through), and the discriminator classifying the UNet mid-block features into the 22 MEAD
+classes. Conditions are dropped for classifier-free guidance: 5 % audio, 5 % image, 5 %
+emotion, 5 % all. Frozen components (VAE, image encoder, audio encoder, embedder) only enter
+through features cached once (:mod:`dicetalk.data.features`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import edm
+from ..configs import get_config
+from ..data.cache import FrameCache
+from ..data.datasets import DiffusionFeatures, WindowDataset
+from ..models.registry import build_component
+from .common import Run, StepIndices, fit, make_accelerator
+
+TRAINABLE = ("unet", "audio_projection", "emotion_bank", "mask_encoder", "discriminator")
+
+
+@dataclass
+class DiffusionOptions:
+    dataset: str
+    out: str
+    backbone: str  # folder with vae/, image_encoder/, audio_encoder/ (frozen)
+    embedder: str  # folder with emotion_embedder/ and priors/ (frozen)
+    config: str = "synthetic"
+    init: str | None = None  # a weights folder to start the trainable parts from (e.g. converted SVD)
+    steps: int = 10000
+    batch: int = 2
+    frames: int = 16
+    lr: float = 2e-4
+    warmup: int = 300
+    p_mean: float = 0.7
+    p_std: float = 1.6
+    lambda_cls: float = 0.1
+    drop_audio: float = 0.05
+    drop_image: float = 0.05
+    drop_emotion: float = 0.05
+    drop_all: float = 0.05
+    trainable: tuple[str, ...] = TRAINABLE
+    unet_trainable: str = "all"  # "all" or "cross-attention" (only the new audio/emotion projections)
+    emotion_bank: bool = True  # ablation: False trains without the emotion bank
+    deterministic_prior: bool = False  # ablation: the embedder's mean instead of a sample
+    mix: float = 0.5
+    workers: int = 0
+    seed: int = 0
+    mixed_precision: str = "no"
+    save_every: int = 500
+    log_every: int = 25
+    cache_dir: str | None = None
+
+
+def build_trainable(opts: DiffusionOptions) -> dict[str, torch.nn.Module]:
+    """The trained parts, fresh from the configuration or from ``opts.init``."""
+    config = get_config(opts.config)
+    torch.manual_seed(opts.seed)
+    parts = {}
+    for name in TRAINABLE:
+        if opts.init and (Path(opts.init) / name).is_dir():
+            from ..pipeline.loading import import_component_modules
+
+            import_component_modules()
+            module = type(build_component(name, config)).from_pretrained(Path(opts.init) / name)
+        elif name == "emotion_bank" and not opts.emotion_bank:
+            from ..models.emotion_bank import EmotionBank
+
+            module = EmotionBank(**{**config.emotion_bank, "use_bank": False})
+        else:
+            module = build_component(name, config)
+        parts[name] = module
+    for name, module in parts.items():
+        module.requires_grad_(name in opts.trainable)
+    if opts.unet_trainable == "cross-attention":
+        for pname, p in parts["unet"].named_parameters():
+            p.requires_grad_(".processor." in pname)
+    elif opts.unet_trainable != "all":
+        raise ValueError(f"unet_trainable must be 'all' or 'cross-attention', got {opts.unet_trainable!r}")
+    return parts
+
+
+def _drops(u: torch.Tensor, opts: DiffusionOptions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Disjoint condition dropout: (audio, image, emotion) masks from one uniform draw per sample."""
+    a = opts.drop_audio
+    i = a + opts.drop_image
+    e = i + opts.drop_emotion
+    every = (u >= e) & (u < e + opts.drop_all)
+    return (u < a) | every, ((u >= a) & (u < i)) | every, ((u >= i) & (u < e)) | every
+
+
+def diffusion_loss(opts: DiffusionOptions, fps: float, scaling_factor: float):
+    def loss_fn(step, modules, batch, generator):
+        unet, bank = modules["unet"], modules["emotion_bank"]
+        dev = next(unet.parameters()).device
+        batch = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        x0 = batch["latents"]  # (B, F, C, h, w), scaled
+        b, f = x0.shape[:2]
+
+        sigma = edm.sample_training_sigmas(b, opts.p_mean, opts.p_std, generator, dev)
+        noise = torch.randn(x0.shape, generator=generator, device=dev)
+        s = sigma.view(b, 1, 1, 1, 1)
+        x = x0 + s * noise
+        drop_audio, drop_image, drop_emotion = _drops(torch.rand(b, generator=generator, device=dev), opts)
+
+        windows = batch["audio_windows"] * (~drop_audio).view(b, 1, 1, 1, 1).to(x0.dtype)
+        audio_tokens = modules["audio_projection"](windows)
+        mu, var = batch["prior_mu"], batch["prior_var"]
+        prior = mu if opts.deterministic_prior else mu + var.sqrt() * torch.randn(mu.shape, generator=generator, device=dev)
+        emotion = bank(prior[:, None].expand(b, f, -1), use_bank=False, drop=drop_emotion)
+        keep_image = (~drop_image).to(x0.dtype)
+        reference = (batch["reference_latents"] / scaling_factor) * keep_image.view(b, 1, 1, 1)
+        embeds = batch["image_embeds"][:, None] * keep_image.view(b, 1, 1)
+        mask = batch["mask"][:, None].expand(b, 3, *batch["mask"].shape[-2:])
+        mask_features = modules["mask_encoder"](mask)[:, None].expand(b, f, -1, -1, -1)
+        time_ids = torch.tensor([fps - 1, 127.0, 0.0], device=dev).expand(b, 3)
+
+        sample = torch.cat([x * edm.c_in(s), reference[:, None].expand(b, f, -1, -1, -1)], dim=2)
+        out = unet(
+            sample,
+            edm.c_noise(sigma),
+            embeds,
+            time_ids,
+            audio_tokens=audio_tokens,
+            emotion_tokens=emotion.tokens,
+            mask_features=mask_features,
+        )
+        denoised = edm.c_skip(s) * x + edm.c_out(s) * out.sample
+        denoise = (edm.loss_weight(s) * (denoised - x0) ** 2).mean()
+        labelled = batch["labelled"].bool() & ~drop_emotion
+        cls = modules["discriminator"].loss(out.mid_features, batch["class_id"].clamp(min=0), weight=labelled.float())
+        loss = denoise + opts.lambda_cls * cls + emotion.vq_loss
+        return loss, {"denoise": denoise.detach(), "cls": cls.detach(), "vq": emotion.vq_loss.detach()}
+
+    return loss_fn
+
+
+def _collate(items: list[dict]) -> dict:
+    out = {}
+    for key in items[0]:
+        values = [it[key] for it in items]
+        out[key] = torch.stack(values) if torch.is_tensor(values[0]) else torch.tensor(values)
+    return out
+
+
+def train_diffusion(opts: DiffusionOptions, cache: FrameCache, features: DiffusionFeatures, scaling_factor: float, resume: bool = False, dry_run: bool = False):
+    """Train; the trained parts are saved in every checkpoint of ``OUT/run``. Returns the parts."""
+    parts = build_trainable(opts)
+    dataset = WindowDataset(cache, opts.frames, seed=opts.seed, mix=opts.mix, features=features, with_pixels=False)
+    run = Run(Path(opts.out) / "run", opts, resume=resume)
+    if dry_run:
+        return parts
+    accelerator = make_accelerator(run.folder, opts.mixed_precision)
+
+    def batches(start: int):
+        sampler = StepIndices(start, opts.steps, opts.batch, accelerator.process_index, accelerator.num_processes)
+        return torch.utils.data.DataLoader(dataset, batch_size=opts.batch, sampler=sampler, num_workers=opts.workers, collate_fn=_collate)
+
+    modules = {name: parts[name] for name in TRAINABLE}
+    fit(
+        run,
+        accelerator,
+        modules,
+        diffusion_loss(opts, cache.fps, scaling_factor),
+        steps=opts.steps,
+        lr=opts.lr,
+        seed=opts.seed,
+        warmup=opts.warmup,
+        save_every=opts.save_every,
+        log_every=opts.log_every,
+        batches=batches,
+        desc="train",
+    )
+    return {name: accelerator.unwrap_model(m) for name, m in modules.items()}

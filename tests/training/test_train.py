@@ -1,0 +1,132 @@
+"""Training loops on the tiny world: every stage runs, resumes exactly, checkpoints atomically."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dicetalk.cli.main import main
+from dicetalk.data.cache import build_frame_cache
+from dicetalk.data.index import scan
+from dicetalk.training.assemble import load_backbone, load_embedder, prepare_features
+from dicetalk.training.backbone import BackboneOptions, pretrain_backbone
+from dicetalk.training.common import Run
+from dicetalk.training.diffusion import DiffusionOptions, train_diffusion
+from dicetalk.training.embedder import EmbedderOptions, train_embedder
+
+
+@pytest.fixture(scope="module")
+def stages(tiny_world, tmp_path_factory):
+    """Backbone and embedder of the tiny configuration, trained for a few steps."""
+    root = tmp_path_factory.mktemp("stages")
+    cache = build_frame_cache(scan(tiny_world, splits=("train",)), 32, root / "cache", progress=False)
+    steps = {"vae": 3, "audio_encoder": 2, "image_encoder": 2, "expression_encoder": 2}
+    pretrain_backbone(BackboneOptions(str(tiny_world), str(root / "backbone"), config="tiny", steps=steps), cache)
+    backbone = load_backbone(root / "backbone")
+    from dicetalk.data.features import audio_hidden_states
+    from dicetalk.models.audio_encoder import whisper_feature_extractor
+
+    hidden = audio_hidden_states(cache, backbone["audio_encoder"], whisper_feature_extractor(backbone["audio_encoder"].config), progress=False)
+    train_embedder(EmbedderOptions(str(tiny_world), str(root / "embedder"), str(root / "backbone"), config="tiny", steps=3, groups=4, window=16), cache, hidden)
+    embedder, priors = load_embedder(root / "embedder")
+    features = prepare_features(cache, backbone, embedder, progress=False)
+    return dict(root=root, cache=cache, backbone=backbone, features=features, priors=priors, world=tiny_world)
+
+
+def _opts(stages, out, steps, **kw):
+    return DiffusionOptions(
+        dataset=str(stages["world"]), out=str(out), backbone=str(stages["root"] / "backbone"), embedder=str(stages["root"] / "embedder"),
+        config="tiny", steps=steps, batch=2, frames=4, save_every=2, log_every=1, warmup=2, **kw,
+    )
+
+
+def test_stages_write_their_parts(stages):
+    root = stages["root"]
+    for part in ("vae", "audio_encoder", "image_encoder", "expression_encoder"):
+        assert (root / "backbone" / part / "config.json").is_file()
+    assert set(stages["priors"].emotions) == {"angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised"}
+    assert stages["features"].latents.shape[0] == len(stages["cache"].frames)
+    assert stages["features"].prior_mu.shape == (len(stages["cache"].records), 16)
+    vae = json.loads((root / "backbone" / "vae" / "config.json").read_text())
+    assert vae["scaling_factor"] != 1.0  # set from the trained latents' spread
+
+
+def test_resume_reproduces_the_uninterrupted_loss_curve(stages, tmp_path):
+    scale = stages["backbone"]["vae"].config.scaling_factor
+    straight = _opts(stages, tmp_path / "straight", 4)
+    parts = train_diffusion(straight, stages["cache"], stages["features"], scale)
+    full_history = json.loads(json.dumps(Run(tmp_path / "straight" / "run", straight, resume=True).options))  # options saved
+    assert full_history["steps"] == 4
+
+    # The same run killed after 2 steps, then resumed with the target of 4 steps.
+    first = _opts(stages, tmp_path / "resumed", 2)
+    train_diffusion(first, stages["cache"], stages["features"], scale)
+    with pytest.raises(Exception, match="--resume"):
+        train_diffusion(_opts(stages, tmp_path / "resumed", 4), stages["cache"], stages["features"], scale)
+    resumed = train_diffusion(_opts(stages, tmp_path / "resumed", 4), stages["cache"], stages["features"], scale, resume=True)
+    for name in parts:
+        for (k, a), (_, b) in zip(parts[name].state_dict().items(), resumed[name].state_dict().items()):
+            assert torch.equal(a, b), f"{name}.{k}"
+
+
+def test_loss_curves_match_step_by_step(stages, tmp_path, monkeypatch):
+    import dicetalk.training.common as common
+
+    histories = []
+    real_fit = common.fit
+
+    def spy(run, *args, **kwargs):
+        out = real_fit(run, *args, **kwargs)
+        histories.append(list(run.history))
+        return out
+
+    monkeypatch.setattr("dicetalk.training.diffusion.fit", spy)
+    scale = stages["backbone"]["vae"].config.scaling_factor
+    train_diffusion(_opts(stages, tmp_path / "a", 4), stages["cache"], stages["features"], scale)
+    train_diffusion(_opts(stages, tmp_path / "b", 2), stages["cache"], stages["features"], scale)
+    train_diffusion(_opts(stages, tmp_path / "b", 4), stages["cache"], stages["features"], scale, resume=True)
+    assert [s for s, _ in histories[0]] == [0, 1, 2, 3]
+    assert histories[0] == histories[1] + histories[2]
+
+
+def test_a_failed_checkpoint_leaves_nothing_half_written(stages, tmp_path):
+    run = Run(tmp_path / "run", {"steps": 1}, resume=False)
+
+    class Broken(torch.nn.Linear):
+        def save_pretrained(self, folder, **kw):
+            (folder / "partial.bin").write_bytes(b"x")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        run.save(1, {"m": Broken(2, 2)}, None)
+    assert run.latest() is None
+    assert not list((tmp_path / "run" / "checkpoints").glob("step_*")) if (tmp_path / "run" / "checkpoints").exists() else True
+
+
+def test_ablation_options_change_the_model(stages, tmp_path):
+    from dicetalk.training.diffusion import build_trainable
+
+    parts = build_trainable(_opts(stages, tmp_path / "x", 1, emotion_bank=False, unet_trainable="cross-attention"))
+    assert parts["emotion_bank"].config.use_bank is False
+    trainable = [n for n, p in parts["unet"].named_parameters() if p.requires_grad]
+    assert trainable and all(".processor." in n for n in trainable)
+
+
+def test_cli_dry_run_and_training_writes_a_loadable_model(stages, tmp_path, capsys):
+    root, world = stages["root"], stages["world"]
+    args = ["train", str(world), "--backbone", str(root / "backbone"), "--embedder", str(root / "embedder"), "--config", "tiny",
+            "--out", str(tmp_path / "d"), "--frames", "4", "--cache-dir", str(root / "cache")]
+    assert main([*args, "--dry-run"]) == 0
+    assert (tmp_path / "d" / "run" / "options.json").is_file() and not (tmp_path / "d" / "run" / "checkpoints").exists()
+    assert main([*args, "--steps", "1", "--export-dtype", "float16"]) == 0
+    from dicetalk.pipeline.loading import load_pipeline
+
+    pipe = load_pipeline(tmp_path / "d" / "model")
+    pipe.set_progress_bar_config(disable=True)
+    rng = np.random.default_rng(0)
+    out = pipe(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), rng.standard_normal(8000).astype(np.float32) * 0.1,
+               pipe.priors.prior("happy")[None].expand(6, -1), num_inference_steps=1)
+    assert out.frames.shape == (6, 32, 32, 3)
+    assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "exported")]) == 0
+    assert (tmp_path / "exported" / "model_index.json").is_file()
