@@ -73,6 +73,7 @@ def test_convert_writes_layout_and_every_component_loads_back(release, tmp_path,
     expected_dirs = {
         "unet", "mask_encoder", "audio_projection", "emotion_bank", "discriminator", "priors",
         "vae", "image_encoder", "feature_extractor", "scheduler", "audio_encoder", "audio_feature_extractor",
+        "model_index.json",  # a complete release becomes a DiceTalkPipeline folder
     }  # fmt: skip
     assert {p.name for p in dst.iterdir()} == expected_dirs
     umask = os.umask(0o022)
@@ -377,7 +378,8 @@ def test_missing_optional_folders_are_noted(release, tmp_path, capsys):
     rc, out, err = run_cli(capsys, release, dst, "--config", "tiny")
     assert rc == 0, err
     assert "note: no base SVD folder" in out and "note: no Whisper folder" in out
-    assert {p.name for p in dst.iterdir()} == {"unet", "mask_encoder", "audio_projection", "emotion_bank", "discriminator", "priors"}
+    # Without SVD and whisper: the DICE-Talk parts and a default scheduler, but no pipeline index.
+    assert {p.name for p in dst.iterdir()} == {"unet", "mask_encoder", "audio_projection", "emotion_bank", "discriminator", "priors", "scheduler"}
     rc, out, err = run_cli(capsys, release, "--check", "--config", "tiny", "--svd", tmp_path / "nowhere")
     assert_one_line_error(rc, err, "--svd folder", "nowhere does not exist")
     rc, out, err = run_cli(capsys, tmp_path / "absent", "--check", "--config", "tiny")
@@ -404,3 +406,23 @@ def test_streaming_writer_round_trips_every_dtype(tmp_path):
     for k, v in tensors.items():
         assert loaded[k].dtype == v.dtype and torch.equal(loaded[k], v), k
     assert torch.equal(loaded["g"], tensors["a"].half())
+
+
+def test_generate_loads_the_release_folder_directly(release, tmp_path, monkeypatch):
+    """--weights may point at the authors' layout: it is converted once (cached) and loaded."""
+    import numpy as np
+
+    from dicetalk.pipeline.loading import load_pipeline
+
+    monkeypatch.setenv("DICETALK_CACHE", str(tmp_path / "cache"))
+    pipe = load_pipeline(release)
+    pipe.set_progress_bar_config(disable=True)
+    assert sorted(pipe.priors.emotions) == sorted(["angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised"])
+    rng = np.random.default_rng(0)
+    out = pipe(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), rng.standard_normal(4000).astype(np.float32),
+               pipe.priors.prior("angry")[None].expand(5, -1), num_inference_steps=1)
+    assert out.frames.shape == (5, 32, 32, 3)
+    converted = list((tmp_path / "cache" / "converted").iterdir())
+    assert len(converted) == 1 and (converted[0] / "model_index.json").is_file()
+    load_pipeline(release)  # the second load reuses the conversion
+    assert list((tmp_path / "cache" / "converted").iterdir()) == converted

@@ -36,3 +36,16 @@ def convert_official(
         typer.echo("check passed; nothing written")
     else:
         typer.echo(f"wrote {dst}")
+
+
+@app.command()
+def download(
+    target: Path = typer.Argument(..., help="Folder to fill with the authors' release (their layout)."),
+    mirror: Path | None = typer.Option(None, help="Read the hub repositories from this local folder (MIRROR/<owner>/<name>/) instead."),
+    revision: str | None = typer.Option(None, help="Hub revision (branch, tag or commit)."),
+) -> None:
+    """Download the DICE-Talk release, SVD-xt (fp16) and whisper-tiny with huggingface_hub."""
+    from ..convert.download import download_release
+
+    download_release(target, mirror=mirror, revision=revision, progress=typer.echo)
+    typer.echo(f"done: {target} (emotion priors: the authors' examples/emo/*.npy, placed anywhere under it)")

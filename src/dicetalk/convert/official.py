@@ -843,7 +843,14 @@ def convert_official(
 
     with atomic_dir(dst) as tmp:
         write_components(plan, tmp, progress=progress)
-        # (A model_index.json for DiceTalkPipeline.from_pretrained belongs here, in ``tmp``.)
+        if "scheduler" not in plan.copies:  # the SVD folder brings one; otherwise SVD's defaults
+            from ..pipeline.loading import default_scheduler
+
+            default_scheduler().save_pretrained(tmp / "scheduler")
+        # A complete release (SVD + whisper + priors) becomes a DiceTalkPipeline folder.
+        from ..pipeline.loading import write_model_index
+
+        write_model_index(tmp)
     return plan
 
 

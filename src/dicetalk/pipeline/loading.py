@@ -31,6 +31,89 @@ def default_scheduler():
     )
 
 
+PIPELINE_COMPONENTS = {
+    "unet": ["dicetalk.models.unet", "DiceTalkUNet"],
+    "vae": ["diffusers", "AutoencoderKLTemporalDecoder"],
+    "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+    "audio_encoder": ["dicetalk.models.audio_encoder", "AudioEncoder"],
+    "audio_feature_extractor": ["transformers", "WhisperFeatureExtractor"],
+    "audio_projection": ["dicetalk.models.token_projection", "TokenProjection"],
+    "mask_encoder": ["dicetalk.models.mask_encoder", "FaceMaskEncoder"],
+    "emotion_bank": ["dicetalk.models.emotion_bank", "EmotionBank"],
+    "priors": ["dicetalk.models.emotion_priors", "EmotionPriors"],
+    "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+    "emotion_embedder": ["dicetalk.models.emotion_embedder", "DisentangledEmotionEmbedder"],
+    "expression_encoder": ["dicetalk.models.expression_encoder", "ExpressionEncoder"],
+    "discriminator": ["dicetalk.models.discriminator", "EmotionDiscriminator"],
+}
+OPTIONAL_COMPONENTS = ("emotion_embedder", "expression_encoder", "discriminator")
+
+
+def write_model_index(folder: str | os.PathLike) -> bool:
+    """Write ``model_index.json`` for a folder of component subfolders; False if one is missing."""
+    import json
+
+    import diffusers
+
+    from ..utils.atomic import write_json
+
+    folder = Path(folder)
+    index: dict = {"_class_name": "DiceTalkPipeline", "_diffusers_version": diffusers.__version__}
+    for name, entry in PIPELINE_COMPONENTS.items():
+        if (folder / name).is_dir():
+            index[name] = entry
+        elif name in OPTIONAL_COMPONENTS:
+            index[name] = [None, None]
+        else:
+            return False
+    write_json(folder / "model_index.json", json.loads(json.dumps(index)))
+    return True
+
+
+def is_release_folder(folder: Path) -> bool:
+    """The authors' layout: DICE-Talk/{unet,pose_guider,audio_linear,emo_model}.pth (or the .pth at top level)."""
+    return any((d / "unet.pth").is_file() and (d / "emo_model.pth").is_file() for d in (folder / "DICE-Talk", folder))
+
+
+def converted_release(folder: Path) -> Path:
+    """The release converted once into the project's layout, under the cache directory."""
+    import hashlib
+
+    from ..convert.official import convert_official
+    from ..data.cache import default_cache_dir
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(folder)}:{st.st_size}:{int(st.st_mtime)}".encode())
+    target = default_cache_dir() / "converted" / h.hexdigest()[:16]
+    if not (target / "model_index.json").is_file():
+        import sys
+
+        from ..configs import CONFIG_NAMES
+        from ..errors import DiceTalkError
+
+        # The release is full size; smaller configurations are tried for releases of our own.
+        first_error = None
+        for name in ("svd-xt", *[c for c in CONFIG_NAMES if c != "svd-xt"]):
+            try:
+                convert_official(folder, None, config=name, check=True)
+            except DiceTalkError as exc:
+                first_error = first_error or exc
+                continue
+            break
+        else:
+            raise first_error
+        print(f"converting the DICE-Talk release in {folder} once into {target}", file=sys.stderr)
+        convert_official(folder, target, config=name, overwrite=True)
+        if not (target / "model_index.json").is_file():
+            raise WeightsError(
+                f"{folder}: the release is incomplete for generation (it needs stable-video-diffusion-img2vid-xt/ "
+                "and whisper-tiny/ beside DICE-Talk/, and the emotion priors); see `dicetalk download`"
+            )
+    return target
+
+
 def import_component_modules() -> None:
     """Import every module a weights folder may name: diffusers only loads classes already imported."""
     import importlib
@@ -97,6 +180,8 @@ def load_pipeline(weights: str | os.PathLike | None = None, device: str | torch.
     folder = Path(weights) if weights is not None else DEFAULT_MODEL_DIR
     if not folder.is_dir():
         raise WeightsError(f"weights folder {folder} does not exist")
+    if not (folder / "model_index.json").is_file() and is_release_folder(folder):
+        folder = converted_release(folder)
     if not (folder / "model_index.json").is_file():
         if weights is None:
             raise WeightsError("the embedded default model is missing from this installation; pass --weights DIR")
