@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# System packages: espeak-ng speaks the synthetic world's sentences.
-APT_PACKAGES := espeak-ng
+# System packages: espeak-ng speaks the synthetic world's sentences; chromium drives the web UI test.
+APT_PACKAGES := espeak-ng chromium chromium-driver
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

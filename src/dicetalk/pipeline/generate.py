@@ -101,8 +101,11 @@ def emotion_resolvers(pipe, prior_dim: int):
     return named, from_file
 
 
-def generate(opts: GenerateOptions, progress: Callable[[float], None] | None = None) -> Path:
-    """Render ``opts.output``; returns its path. Raises :class:`~dicetalk.errors.DiceTalkError` on bad input."""
+def generate(opts: GenerateOptions, progress: Callable[[float], None] | None = None, pipeline=None) -> Path:
+    """Render ``opts.output``; returns its path. Raises :class:`~dicetalk.errors.DiceTalkError` on bad input.
+
+    ``pipeline``: an already loaded pipeline (the web UI keeps one); None loads ``opts.weights``.
+    """
     from .loading import load_pipeline
 
     if opts.steps < 1 or opts.steps > 1000:
@@ -118,8 +121,10 @@ def generate(opts: GenerateOptions, progress: Callable[[float], None] | None = N
     audio = load_speech(opts.audio, opts.max_seconds)
     num_frames = max(1, int(round(audio.size / SPEECH_SAMPLE_RATE * opts.fps)))
 
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    pipe = load_pipeline(opts.weights, device=device, dtype=dtype)
+    if pipeline is None:
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        pipeline = load_pipeline(opts.weights, device=device, dtype=dtype)
+    pipe = pipeline
     named, from_file = emotion_resolvers(pipe, pipe.priors.config.prior_dim)
     schedule: EmotionSchedule = parse_emotion(opts.emotion, named, from_file, transition=opts.transition)
     priors = schedule.per_frame(num_frames, opts.fps)
