@@ -143,10 +143,10 @@ class DiceTalkPipeline(DiffusionPipeline):
 
     def audio_tokens(self, hidden: torch.Tensor, frames: slice, total: int, fps: float) -> torch.Tensor:
         windows = frame_windows(hidden, total, fps=fps, frames=frames)
-        return self.audio_projection(windows.to(self.device, self.audio_projection.dtype)).to(self.unet.dtype)
+        return self.audio_projection(windows.to(hidden.device, self.audio_projection.dtype)).to(self.unet.dtype)
 
     def emotion_tokens(self, priors: torch.Tensor) -> torch.Tensor:
-        out = self.emotion_bank(priors[None].to(self.device, self.emotion_bank.dtype), use_bank=True)
+        out = self.emotion_bank(priors[None].to(self.emotion_bank.device, self.emotion_bank.dtype), use_bank=True)
         return out.tokens[0].to(self.unet.dtype)
 
     def prepare_conditions(
@@ -182,7 +182,7 @@ class DiceTalkPipeline(DiffusionPipeline):
             image_embeds=embeds,
             mask_features=self.face_mask_features(face_mask, size),
             audio_hidden=hidden,
-            priors=priors,
+            priors=priors.to(self.device),
             null_audio_tokens=null_audio,
             null_emotion_tokens=dropped.tokens[0, 0].to(self.unet.dtype),
             added_time_ids=time_ids,

@@ -1,0 +1,118 @@
+"""FLOPs per second of video for every sampler setting the pipeline offers (no GPU, no weights).
+
+The UNet and VAE are built under a fake-tensor mode (shapes only, no memory) and run once under
+``torch.utils.flop_counter``; the table then multiplies per-frame costs by each setting:
+
+    UNet FLOPs / video s = steps_eff x generated_fps x window_factor x unet_flops_per_frame
+        steps_eff     = steps x (branches on guided steps x guided_fraction + 1 x (1 - guided_fraction))
+        window_factor = window / (window - overlap)        (frames denoised more than once)
+    VAE  FLOPs / video s = output_fps x vae_decode_flops_per_frame
+
+Frame interpolation (the release's RIFE) is not counted. Usage::
+
+    python benchmarks/flops.py [--config svd-xt --size 512] [--config synthetic]
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from dicetalk.configs import get_config
+from dicetalk.models.registry import build_component
+
+
+def per_frame_costs(config: str, size: int | None = None) -> tuple[float, float, int]:
+    """(UNet FLOPs per frame of one forward, VAE-decode FLOPs per frame, window) at ``size`` pixels."""
+    cfg = get_config(config)
+    size = size or cfg.image_size
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        unet, vae = build_component("unet", cfg), build_component("vae", cfg)
+        f = cfg.num_frames
+        h = size // 2 ** (len(cfg.vae["block_out_channels"]) - 1)
+        d = cfg.unet["cross_attention_dim"]
+        inputs = (
+            torch.randn(1, f, cfg.unet["in_channels"], h, h),
+            torch.tensor(0.3),
+            torch.randn(1, 1, d),
+            torch.randn(1, 3),
+            torch.randn(1, f, cfg.audio_projection["context_tokens"], d),
+            torch.randn(1, f, cfg.emotion_bank["num_tokens"], d),
+            torch.randn(1, f, cfg.unet["block_out_channels"][0], h, h),
+        )
+        with FlopCounterMode(display=False) as counter:
+            unet(*inputs)
+        unet_flops = counter.get_total_flops() / f
+        with FlopCounterMode(display=False) as counter:
+            vae.decode(torch.randn(1, cfg.vae["latent_channels"], h, h), num_frames=1)
+        vae_flops = counter.get_total_flops()
+    return unet_flops, vae_flops, f
+
+
+@dataclass
+class Setting:
+    name: str
+    steps: int
+    branches: int = 3  # UNet passes per guided step (3: none / image / image+audio+emotion)
+    guided_fraction: float = 1.0  # share of the steps that run every branch; the others run one
+    generated_fps: float = 25.0
+    output_fps: float = 25.0
+    overlap: int = 0
+
+    def per_video_second(self, unet: float, vae: float, window: int) -> tuple[float, float, float]:
+        steps_eff = self.steps * (self.branches * self.guided_fraction + (1 - self.guided_fraction))
+        window_factor = window / (window - self.overlap) if self.overlap < window else float("inf")
+        evals = steps_eff * self.generated_fps * window_factor
+        return evals, evals * unet, self.output_fps * vae
+
+
+def settings(window: int) -> list[Setting]:
+    o = window // 4
+    return [
+        Setting("release: 25 steps, 3 branches, 12.5 fps + interpolation", 25, generated_fps=12.5),
+        Setting("25 steps, 3 branches, 25 fps", 25),
+        Setting(f"25 steps, 3 branches, 25 fps, overlap {o}", 25, overlap=o),
+        Setting("12 steps, 3 branches, 12.5 fps + interpolation", 12, generated_fps=12.5),
+        Setting("10 steps, guidance on 60 % of steps, 12.5 fps", 10, guided_fraction=0.6, generated_fps=12.5),
+        Setting("8 steps, 3 branches, 25 fps", 8),
+        Setting("8 steps, guidance on half the steps, 25 fps", 8, guided_fraction=0.5),
+        Setting("4 steps, single pass (distilled guidance), 25 fps", 4, branches=1),
+        Setting("1 step, single pass (consistency), 25 fps", 1, branches=1),
+    ]
+
+
+def table(config: str, size: int | None) -> str:
+    unet, vae, window = per_frame_costs(config, size)
+    size = size or get_config(config).image_size
+    scale, unit = (1e12, "TFLOP") if unet > 1e10 else (1e9, "GFLOP")
+    lines = [
+        f"## {config} at {size}x{size} px, window {window}",
+        f"UNet: {unet / scale:.3f} {unit} per frame per pass ({unet * window / scale:.1f} {unit} per {window}-frame forward); "
+        f"VAE decode: {vae / scale:.3f} {unit} per frame",
+        "",
+        f"| setting | UNet evals / video s | UNet {unit} / video s | VAE {unit} / video s | total {unit} / video s | vs release |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    rows = [(s, *s.per_video_second(unet, vae, window)) for s in settings(window)]
+    base = rows[0][2] + rows[0][3]
+    for s, evals, u, v in rows:
+        lines.append(f"| {s.name} | {evals:.0f} | {u / scale:.1f} | {v / scale:.1f} | {(u + v) / scale:.1f} | {(u + v) / base:.2f}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", action="append", help="configuration(s): svd-xt, synthetic, tiny")
+    parser.add_argument("--size", type=int, default=None, help="frame size in pixels (default: the configuration's)")
+    args = parser.parse_args()
+    for config in args.config or ["svd-xt", "synthetic"]:
+        print(table(config, args.size if config == "svd-xt" or args.size else None))
+        print()
+
+
+if __name__ == "__main__":
+    main()
