@@ -31,6 +31,7 @@ from PIL import Image
 from .. import edm
 from ..errors import InputError
 from ..models.audio_encoder import encode_audio, frame_features, frame_windows
+from .sampling import sample
 from .windows import window_starts, window_weights
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -221,8 +222,12 @@ class DiceTalkPipeline(DiffusionPipeline):
         fps: float,
         identity_scale: float,
         audio_emotion_scale: float,
+        guided: bool = True,
     ) -> torch.Tensor:
-        """Guided denoised estimate of every window, (len(starts), W, C, h, w)."""
+        """Guided denoised estimate of every window, (len(starts), W, C, h, w).
+
+        ``guided=False`` runs only the fully conditioned branch (no guidance), one pass instead of three.
+        """
         w = min(self.window, x.shape[0])
         total = x.shape[0]
         nw = len(starts)
@@ -232,13 +237,18 @@ class DiceTalkPipeline(DiffusionPipeline):
         null_audio = cond.null_audio_tokens.expand_as(audio[:1]).expand_as(audio)
         null_emotion = cond.null_emotion_tokens.expand_as(emotion[:1]).expand_as(emotion)
         image = cond.image_latents[:, None].expand(nw, w, -1, -1, -1)
-        # Branches stacked on the batch: [nothing, image, image + audio + emotion].
         scaled = (xs * edm.c_in(sigma)).to(self.unet.dtype)
-        zeros_image = torch.zeros_like(image)
-        sample = torch.cat(
-            [torch.cat([scaled, zeros_image], 2), torch.cat([scaled, image], 2), torch.cat([scaled, image], 2)]
-        )
         embeds = cond.image_embeds.expand(nw, -1, -1)
+        mask = cond.mask_features[:, None].expand(nw, w, -1, -1, -1)
+        full_input = torch.cat([scaled, image], 2)
+        if not guided:
+            out = self.unet(
+                full_input, edm.c_noise(sigma).to(self.unet.dtype), embeds, cond.added_time_ids.expand(nw, -1),
+                audio_tokens=audio, emotion_tokens=emotion, mask_features=mask,
+            ).sample.float()  # fmt: skip
+            return edm.c_skip(sigma) * xs + edm.c_out(sigma) * out
+        # Branches stacked on the batch: [nothing, image, image + audio + emotion].
+        sample = torch.cat([torch.cat([scaled, torch.zeros_like(image)], 2), full_input, full_input])
         out = self.unet(
             sample,
             edm.c_noise(sigma).to(self.unet.dtype),
@@ -264,6 +274,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         overlap: int,
         shift: int,
         windows_per_batch: int,
+        guided: bool = True,
     ) -> torch.Tensor:
         """Denoised estimate of the whole video: window estimates averaged in latent space."""
         total = x.shape[0]
@@ -274,7 +285,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         norm = torch.zeros(total, 1, 1, 1, device=x.device)
         for i in range(0, len(starts), windows_per_batch):
             batch = starts[i : i + windows_per_batch]
-            x0 = self._guided_x0(x, sigma, batch, cond, fps, identity_scale, audio_emotion_scale)
+            x0 = self._guided_x0(x, sigma, batch, cond, fps, identity_scale, audio_emotion_scale, guided)
             for s, est in zip(batch, x0):
                 acc[s : s + w] += est * weights
                 norm[s : s + w] += weights
@@ -310,13 +321,18 @@ class DiceTalkPipeline(DiffusionPipeline):
         decode_chunk_size: int = 8,
         generator: torch.Generator | None = None,
         frame_sink: Callable[[np.ndarray], None] | None = None,
+        sampler: str = "euler",
+        guidance_fraction: float = 1.0,
     ) -> DiceTalkPipelineOutput:
         """Generate ``priors.shape[0]`` frames at ``fps``.
 
         ``image``: the (cropped) portrait; ``audio``: mono float32 speech at 16 kHz covering the
         video; ``priors``: one emotion prior per frame (see :mod:`.emotion_condition`);
         ``face_mask``: where the face may move (None: the central region); ``frame_sink``:
-        receives decoded uint8 frames chunk by chunk instead of returning them.
+        receives decoded uint8 frames chunk by chunk instead of returning them; ``sampler``:
+        ``euler``, ``heun`` or ``dpmpp-2m`` (see :mod:`.sampling`); ``guidance_fraction``: the share
+        of the steps (the first, noisiest ones) that run all three guidance branches — the others
+        run the fully conditioned branch alone, a third of the work.
         """
         num_frames = int(priors.shape[0])
         if num_frames < 1:
@@ -331,12 +347,16 @@ class DiceTalkPipeline(DiffusionPipeline):
         c, h = self.unet.config.out_channels, int(self.unet.config.sample_size)
         noise = torch.randn((num_frames, c, h, h), generator=generator, dtype=torch.float32)
         x = (noise * sigmas[0]).to(self.device)
+        guided_steps = int(round(guidance_fraction * num_inference_steps))
+
+        def denoise(x: torch.Tensor, sigma: torch.Tensor, step: int) -> torch.Tensor:
+            guided = step < guided_steps
+            return self.denoise_all(
+                x, sigma.to(x.device), step, cond, fps, identity_scale, audio_emotion_scale, overlap, shift, windows_per_batch, guided
+            )
+
         with self.progress_bar(total=num_inference_steps) as bar:
-            for i in range(num_inference_steps):
-                sigma, sigma_next = sigmas[i].to(self.device), sigmas[i + 1].to(self.device)
-                x0 = self.denoise_all(x, sigma, i, cond, fps, identity_scale, audio_emotion_scale, overlap, shift, windows_per_batch)
-                x = x + (x - x0) / sigma * (sigma_next - sigma)  # Euler step of the probability-flow ODE
-                bar.update()
+            x = sample(denoise, x, sigmas.to(self.device), sampler, on_step=bar.update)
 
         collected: list[np.ndarray] = []
         self.decode(x, decode_chunk_size, frame_sink or collected.append)

@@ -1,0 +1,63 @@
+"""ODE solvers against closed-form cases, and the cheaper guidance schedule."""
+
+import numpy as np
+import pytest
+import torch
+
+from dicetalk.edm import karras_sigmas
+from dicetalk.pipeline.sampling import SAMPLERS, evaluations, sample
+
+
+def _gaussian_case(steps, sampler, sd=0.7):
+    """Data ~ N(0, sd^2): the exact denoiser and the exact ODE end point are known."""
+    sigmas = karras_sigmas(steps, sigma_min=0.002, sigma_max=80.0).double()
+    x_t = torch.linspace(-3, 3, 11, dtype=torch.float64) * sigmas[0]
+    calls = []
+
+    def denoise(x, sigma, step):
+        calls.append(step)
+        return x * sd**2 / (sd**2 + sigma**2)
+
+    out = sample(denoise, x_t.clone(), sigmas, sampler)
+    exact = x_t * sd / (sd**2 + sigmas[0] ** 2).sqrt()
+    return (out - exact).abs().max().item(), len(calls)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_converges_to_the_exact_solution(sampler):
+    coarse, calls = _gaussian_case(8, sampler)
+    fine, _ = _gaussian_case(256, sampler)
+    assert calls == evaluations(sampler, 8)
+    assert fine < coarse and fine < 0.05
+
+
+def test_second_order_solvers_beat_euler_at_few_steps():
+    euler, _ = _gaussian_case(16, "euler")
+    for sampler in ("heun", "dpmpp-2m"):
+        assert _gaussian_case(16, sampler)[0] < euler / 2
+    assert _gaussian_case(8, "dpmpp-2m")[0] < _gaussian_case(8, "euler")[0] / 2  # one evaluation per step
+
+
+def test_unknown_sampler_is_refused():
+    with pytest.raises(ValueError, match="unknown sampler"):
+        sample(lambda x, s, i: x, torch.zeros(1), torch.tensor([1.0, 0.0]), "ddim")
+
+
+def test_guidance_on_part_of_the_steps_runs_one_branch_afterwards():
+    from dicetalk.pipeline.loading import build_random_pipeline
+
+    pipe = build_random_pipeline("tiny")
+    pipe.set_progress_bar_config(disable=True)
+    batches = []
+    hook = pipe.unet.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    audio = rng.standard_normal(4000).astype(np.float32)
+    priors = pipe.priors.prior("happy")[None].expand(4, -1)  # one window
+    full = pipe(image, audio, priors, num_inference_steps=4, generator=torch.Generator().manual_seed(0)).frames
+    assert batches == [3, 3, 3, 3]
+    batches.clear()
+    half = pipe(image, audio, priors, num_inference_steps=4, guidance_fraction=0.5, generator=torch.Generator().manual_seed(0)).frames
+    assert batches == [3, 3, 1, 1]
+    hook.remove()
+    assert not np.array_equal(full, half)
