@@ -99,6 +99,7 @@ CASES = [
     (None, None, ["--weights", "{missing_dir}"], "does not exist"),
     (None, None, ["--steps", "0"], "steps"),
     (None, None, ["--device", "tpu"], "device"),
+    (None, None, ["--sampler", "ddim"], "unknown sampler"),
 ]
 
 

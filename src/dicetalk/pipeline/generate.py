@@ -35,7 +35,8 @@ class GenerateOptions:
     weights: Path | None = None  # None: the embedded default model
     crop: bool = True
     size: int | None = None  # output resolution; None: the model's own
-    steps: int = 25
+    steps: int | None = None  # None: the model's own recipe (model_index.json)
+    sampler: str | None = None
     identity_scale: float = 3.0
     emotion_scale: float = 6.0  # guidance of audio + emotion
     fps: float = 25.0
@@ -108,8 +109,12 @@ def generate(opts: GenerateOptions, progress: Callable[[float], None] | None = N
     """
     from .loading import load_pipeline
 
-    if opts.steps < 1 or opts.steps > 1000:
+    if opts.steps is not None and not 1 <= opts.steps <= 1000:
         raise InputError(f"steps must be 1..1000, got {opts.steps}")
+    from .sampling import SAMPLERS
+
+    if opts.sampler is not None and opts.sampler not in SAMPLERS:
+        raise InputError(f"unknown sampler {opts.sampler!r}; expected one of {', '.join(SAMPLERS)}")
     if not (1.0 <= opts.fps <= 60.0):
         raise InputError(f"fps must be 1..60, got {opts.fps:g}")
     if opts.output.suffix.lower() != ".mp4":
@@ -147,6 +152,7 @@ def generate(opts: GenerateOptions, progress: Callable[[float], None] | None = N
             priors,
             fps=opts.fps,
             num_inference_steps=opts.steps,
+            sampler=opts.sampler,
             identity_scale=opts.identity_scale,
             audio_emotion_scale=opts.emotion_scale,
             face_mask=mask,

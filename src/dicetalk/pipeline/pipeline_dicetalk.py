@@ -78,8 +78,15 @@ class DiceTalkPipeline(DiffusionPipeline):
         emotion_embedder=None,
         expression_encoder=None,
         discriminator=None,
+        default_steps: int = 25,
+        default_sampler: str = "euler",
+        default_guidance_fraction: float = 1.0,
     ):
         super().__init__()
+        # The sampling recipe this model was tuned for (saved in model_index.json).
+        self.register_to_config(
+            default_steps=default_steps, default_sampler=default_sampler, default_guidance_fraction=default_guidance_fraction
+        )
         self.register_modules(
             unet=unet,
             vae=vae,
@@ -309,7 +316,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         audio: np.ndarray,
         priors: torch.Tensor,
         fps: float = 25.0,
-        num_inference_steps: int = 25,
+        num_inference_steps: int | None = None,
         identity_scale: float = 3.0,
         audio_emotion_scale: float = 6.0,
         face_mask: np.ndarray | None = None,
@@ -321,8 +328,8 @@ class DiceTalkPipeline(DiffusionPipeline):
         decode_chunk_size: int = 8,
         generator: torch.Generator | None = None,
         frame_sink: Callable[[np.ndarray], None] | None = None,
-        sampler: str = "euler",
-        guidance_fraction: float = 1.0,
+        sampler: str | None = None,
+        guidance_fraction: float | None = None,
     ) -> DiceTalkPipelineOutput:
         """Generate ``priors.shape[0]`` frames at ``fps``.
 
@@ -334,6 +341,9 @@ class DiceTalkPipeline(DiffusionPipeline):
         of the steps (the first, noisiest ones) that run all three guidance branches — the others
         run the fully conditioned branch alone, a third of the work.
         """
+        num_inference_steps = num_inference_steps or self.config.default_steps
+        sampler = sampler or self.config.default_sampler
+        guidance_fraction = self.config.default_guidance_fraction if guidance_fraction is None else guidance_fraction
         num_frames = int(priors.shape[0])
         if num_frames < 1:
             raise ValueError("nothing to generate: zero frames")
