@@ -44,7 +44,7 @@ class BackboneOptions:
     out: str
     config: str = "synthetic"
     parts: tuple[str, ...] = PARTS
-    steps: dict[str, int] = field(default_factory=lambda: {"vae": 2000, "audio_encoder": 1500, "image_encoder": 1000, "expression_encoder": 1000})
+    steps: dict[str, int] = field(default_factory=lambda: {"vae": 4000, "audio_encoder": 1500, "image_encoder": 1000, "expression_encoder": 1000})
     batch: dict[str, int] = field(default_factory=lambda: {"vae": 8, "audio_encoder": 16, "image_encoder": 64, "expression_encoder": 64})
     lr: dict[str, float] = field(default_factory=lambda: {"vae": 4e-4, "audio_encoder": 5e-4, "image_encoder": 5e-4, "expression_encoder": 1e-3})
     seed: int = 0
