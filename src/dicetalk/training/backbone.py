@@ -15,6 +15,12 @@ pretrained one does in the recipe:
   used to embed reference videos.
 
 They are frozen afterwards (``dicetalk train-embedder`` and ``dicetalk train`` read them).
+
+The pretrained originals have seen millions of faces; a dataset of a few dozen identities would
+let these stand-ins memorise their palettes (a VAE trained on the 22 training identities alone
+reconstructs unseen ones with three times the error). So the image parts also train on a
+generic face corpus: :class:`RandomFaces`, freshly rendered identities of the synthetic
+renderer drawn from a seed of their own (no world's people), half of every batch.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class BackboneOptions:
     seed: int = 0
     mixed_precision: str = "no"
     cache_dir: str | None = None
+    generic_faces: bool = True  # half of the image batches from RandomFaces (see the module docstring)
 
 
 def _rng(seed: int, step: int, salt: int) -> np.random.Generator:
@@ -60,17 +67,60 @@ def _random_frames(cache: FrameCache, rng: np.random.Generator, n: int) -> np.nd
     return np.sort(rng.integers(0, len(cache.frames), n))
 
 
+class RandomFaces:
+    """Short clips of random synthetic identities, rendered on demand: a generic face corpus."""
+
+    SEED = 987_654  # distinct from any dataset's seed: these are nobody's identities
+
+    def __init__(self, size: int, render_size: int = 128):
+        self.size, self.render_size = size, render_size
+
+    def clip(self, rng: np.random.Generator, frames: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """(frames (T, S, S, 3) uint8, expression (T, 12), identity number) of one random person."""
+        import cv2
+
+        from .. import EMOTIONS
+        from ..synthetic import FaceRenderer, emotion_expression, emotion_levels, sample_identity
+        from ..synthetic.expressions import EXPRESSION_NAMES, clip_expression
+
+        index = int(rng.integers(1 << 30))
+        person = sample_identity(self.SEED, index)
+        renderer = FaceRenderer(person.appearance, self.render_size)
+        emotion = EMOTIONS[int(rng.integers(len(EMOTIONS)))]
+        levels = emotion_levels(emotion)
+        base = emotion_expression(emotion, int(levels[rng.integers(len(levels))]), person.habits)
+        jaw, rnd, blink = EXPRESSION_NAMES.index("jaw_drop"), EXPRESSION_NAMES.index("lip_round"), EXPRESSION_NAMES.index("eye_open")
+        out, exprs = [], []
+        pose = rng.normal(0, 0.05, 3)
+        mouth = rng.uniform(0, 0.6)
+        for _ in range(frames):
+            e = base.copy()
+            mouth = float(np.clip(mouth + rng.normal(0, 0.15), 0, 0.9))
+            e[jaw] += mouth
+            e[rnd] += rng.uniform(0, 0.3)
+            if rng.random() < 0.08:
+                e[blink] = -1.0
+            e = clip_expression(e)
+            pose = pose + rng.normal(0, 0.01, 3)
+            frame, _ = renderer.render(e, pose)
+            out.append(cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_AREA))
+            exprs.append(e)
+        return np.stack(out), np.stack(exprs).astype(np.float32), index
+
+
 # ---------------------------------------------------------------------------------------- losses
-def vae_loss(cache: FrameCache, seed: int, batch: int, frames_per_clip: int = 4):
+def vae_loss(cache: FrameCache, seed: int, batch: int, frames_per_clip: int = 4, faces: RandomFaces | None = None):
     def loss_fn(step, modules, _batch, generator):
         vae = modules["vae"]
         rng = _rng(seed, step, 1)
-        clips = [c for c in rng.integers(0, len(cache.records), batch // frames_per_clip)]
+        clips = batch // frames_per_clip
+        generic = clips // 2 if faces is not None else 0
         idx = []
-        for c in clips:
+        for c in rng.integers(0, len(cache.records), clips - generic):
             s = int(rng.integers(0, cache.lengths[c] - frames_per_clip + 1))
             idx.extend(range(int(cache.starts[c]) + s, int(cache.starts[c]) + s + frames_per_clip))
-        x = pixels(cache.frames[np.array(idx)]).to(vae.device)
+        parts = [cache.frames[np.array(idx)]] + [faces.clip(rng, frames_per_clip)[0] for _ in range(generic)]
+        x = pixels(np.concatenate(parts)).to(vae.device)
         posterior = vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator, device=x.device)
         y = vae.decode(z, num_frames=frames_per_clip).sample
@@ -130,14 +180,16 @@ def audio_encoder_loss(cache: FrameCache, seed: int, batch: int, head: torch.nn.
     return loss_fn
 
 
-def image_encoder_loss(cache: FrameCache, seed: int, batch: int, per_identity: int = 4):
+def image_encoder_loss(cache: FrameCache, seed: int, batch: int, per_identity: int = 4, faces: RandomFaces | None = None):
     identities = sorted({r.identity for r in cache.records})
     clips_of = {i: [c for c, r in enumerate(cache.records) if r.identity == i] for i in identities}
 
     def loss_fn(step, modules, _batch, generator):
         enc = modules["image_encoder"]
         rng = _rng(seed, step, 3)
-        chosen = rng.choice(len(identities), size=min(len(identities), batch // per_identity), replace=False)
+        groups = batch // per_identity
+        generic = groups // 4 if faces is not None else 0
+        chosen = rng.choice(len(identities), size=min(len(identities), groups - generic), replace=False)
         idx, labels = [], []
         for label in chosen:
             clips = clips_of[identities[label]]
@@ -145,7 +197,12 @@ def image_encoder_loss(cache: FrameCache, seed: int, batch: int, per_identity: i
                 c = clips[rng.integers(len(clips))]
                 idx.append(int(cache.starts[c]) + int(rng.integers(0, cache.lengths[c])))
                 labels.append(int(label))
-        x = clip_normalise(pixels(cache.frames[np.array(idx)]), enc.config.image_size).to(enc.device)
+        frames = [cache.frames[np.array(idx)]]
+        for g in range(generic):  # each random person in several expressions
+            person_frames, _, number = faces.clip(rng, per_identity)
+            frames.append(person_frames)
+            labels += [len(identities) + g] * per_identity
+        x = clip_normalise(pixels(np.concatenate(frames)), enc.config.image_size).to(enc.device)
         emb = enc(x).image_embeds
         loss = info_nce(emb, torch.tensor(labels, device=emb.device), temperature=0.1)
         return loss, {}
@@ -163,12 +220,19 @@ def clip_normalise(x: torch.Tensor, size: int) -> torch.Tensor:
     return (x - mean) / std
 
 
-def expression_encoder_loss(cache: FrameCache, seed: int, batch: int):
+def expression_encoder_loss(cache: FrameCache, seed: int, batch: int, faces: RandomFaces | None = None):
     def loss_fn(step, modules, _batch, generator):
         enc = modules["expression_encoder"]
-        idx = _random_frames(cache, _rng(seed, step, 4), batch)
-        x = pixels(cache.frames[idx]).to(enc.device)
-        target = torch.from_numpy(np.array(cache.expression[idx], np.float32)).to(enc.device)
+        rng = _rng(seed, step, 4)
+        generic = batch // 8 if faces is not None else 0  # clips of 4 random people's frames
+        idx = _random_frames(cache, rng, batch - 4 * generic)
+        frames, targets = [cache.frames[idx]], [np.array(cache.expression[idx], np.float32)]
+        for _ in range(generic):
+            f, e, _ = faces.clip(rng, 4)
+            frames.append(f)
+            targets.append(e)
+        x = pixels(np.concatenate(frames)).to(enc.device)
+        target = torch.from_numpy(np.concatenate(targets)).to(enc.device)
         err = F.mse_loss(enc(x), target)
         return err, {}
 
@@ -192,17 +256,18 @@ def pretrain_backbone(opts: BackboneOptions, cache: FrameCache, progress: bool =
         module = build_component(part, config)
         modules = {part: module}
         steps, batch, lr = opts.steps[part], opts.batch[part], opts.lr[part]
+        faces = RandomFaces(cache.size) if opts.generic_faces else None
         if part == "vae":
-            loss_fn = vae_loss(cache, opts.seed, batch)
+            loss_fn = vae_loss(cache, opts.seed, batch, faces=faces)
         elif part == "audio_encoder":
             head = torch.nn.Linear(module.config.d_model, 4)
             modules["audio_head"] = _Head(head)
             mouth = (EXPRESSION_NAMES.index("jaw_drop"), EXPRESSION_NAMES.index("lip_round"))
             loss_fn = audio_encoder_loss(cache, opts.seed, batch, modules["audio_head"], whisper_feature_extractor(module.config), mouth)
         elif part == "image_encoder":
-            loss_fn = image_encoder_loss(cache, opts.seed, batch)
+            loss_fn = image_encoder_loss(cache, opts.seed, batch, faces=faces)
         elif part == "expression_encoder":
-            loss_fn = expression_encoder_loss(cache, opts.seed, batch)
+            loss_fn = expression_encoder_loss(cache, opts.seed, batch, faces=faces)
         else:
             raise ValueError(f"unknown part {part!r}; expected one of {', '.join(PARTS)}")
         run_dir = out / "runs" / part
