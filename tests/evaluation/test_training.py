@@ -1,0 +1,70 @@
+"""``dicetalk train-judges``: atomic output, loadable judges, determinism with a seed."""
+
+import json
+
+import pytest
+
+from dicetalk.cli.main import main
+from dicetalk.evaluation import load_judges
+from dicetalk.evaluation.judges import JUDGE_NAMES, WEIGHTS_NAME
+
+
+def test_train_judges_writes_three_loadable_judges_and_a_manifest(quick_judges):
+    names = sorted(p.name for p in quick_judges.iterdir())
+    assert names == ["emotion", "identity", "judges.json", "sync"]
+    assert not [p for p in quick_judges.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    manifest = json.loads((quick_judges / "judges.json").read_text())
+    assert manifest["command"].startswith("dicetalk train-judges")
+    assert manifest["options"]["seed"] == 0
+    assert all(i.split("_")[0] in ("mead", "hdtf") for i in manifest["data"]["train_identities"])
+    # Only training identities: the tiny world trains mead_000, mead_001 and hdtf_000.
+    assert manifest["data"]["train_identities"] == ["hdtf_000", "mead_000", "mead_001"]
+    judges = load_judges(quick_judges)
+    assert judges.identity.config.identities == ["hdtf_000", "mead_000", "mead_001"]
+
+
+def test_training_is_deterministic_with_a_seed(eval_world, quick_judges, tmp_path):
+    # (conftest shares the decoded clips between runs: only training is under test here)
+    again, other = tmp_path / "again", tmp_path / "other"
+    args = ["--epochs", "1", "--max-steps", "3", "--quiet", "--no-validate"]
+    assert main(["train-judges", str(eval_world), "--out", str(again), "--seed", "0", *args]) == 0
+    assert main(["train-judges", str(eval_world), "--out", str(other), "--seed", "1", *args]) == 0
+    for name in JUDGE_NAMES:
+        same = (again / name / WEIGHTS_NAME).read_bytes() == (quick_judges / name / WEIGHTS_NAME).read_bytes()
+        assert same, f"{name} judge differs between two runs with seed 0"
+        assert (other / name / WEIGHTS_NAME).read_bytes() != (again / name / WEIGHTS_NAME).read_bytes()
+
+
+def test_a_failed_training_leaves_the_previous_output_untouched(eval_world, tmp_path, monkeypatch, capsys):
+    from dicetalk.evaluation import training
+
+    out = tmp_path / "judges"
+    out.mkdir()
+    (out / "keep.txt").write_text("previous")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(training, "train_sync", boom)
+    with pytest.raises(RuntimeError):
+        main(["train-judges", str(eval_world), "--out", str(out), "--max-steps", "1", "--quiet", "--no-validate"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["judges"]
+    assert (out / "keep.txt").read_text() == "previous"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{missing}", "--out", "{out}"], "no such dataset folder"),
+        (["{world}/mead", "--out", "{out}"], "no splits.json"),
+        (["{world}", "--out", "{out}", "--epochs", "0"], "must be at least 1"),
+        (["{world}", "--out", "{world}/judges"], "outside the dataset folder"),
+        (["{world}"], "Missing option '--out'"),
+    ],
+)
+def test_bad_training_inputs_give_one_line(eval_world, tmp_path, capsys, args, message):
+    fill = {"world": eval_world, "out": tmp_path / "out", "missing": tmp_path / "nowhere"}
+    code = main(["train-judges", *[a.format(**fill) for a in args]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out").exists()
