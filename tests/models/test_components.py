@@ -151,3 +151,11 @@ def test_round_trips_give_identical_outputs(tmp_path, tiny_config):
         a = getattr(a, "tokens", a)
         b = getattr(b, "tokens", b)
         assert torch.equal(a, b), type(module).__name__
+
+
+def test_precomputed_bank_keys_values_give_the_same_tokens(tiny_config):
+    torch.manual_seed(0)
+    bank = EmotionBank(**tiny_config.emotion_bank).eval()
+    prior = torch.randn(2, 3, bank.config.prior_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(bank(prior, bank=bank.bank_keys_values()).tokens, bank(prior).tokens)

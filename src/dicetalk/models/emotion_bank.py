@@ -57,12 +57,16 @@ class _QKVAttention(nn.Module):
         self.fc_k = nn.Linear(dim, dim)
         self.fc_v = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, return_attention: bool = False):
-        """``x`` (N, Tq, D) attends to ``y`` (N or 1, Tk, D)."""
+    def keys_values(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected multi-head keys and values of ``y`` (N, Tk, D): (N, h, Tk, d) each."""
+        h = self.num_heads
+        return self.fc_k(y).unflatten(-1, (h, -1)).transpose(-3, -2), self.fc_v(y).unflatten(-1, (h, -1)).transpose(-3, -2)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | tuple[torch.Tensor, torch.Tensor], return_attention: bool = False):
+        """``x`` (N, Tq, D) attends to ``y`` (N or 1, Tk, D), or to precomputed :meth:`keys_values`."""
         h = self.num_heads
         q = self.fc_q(x).unflatten(-1, (h, -1)).transpose(-3, -2)  # (N, h, Tq, d)
-        k = self.fc_k(y).unflatten(-1, (h, -1)).transpose(-3, -2)
-        v = self.fc_v(y).unflatten(-1, (h, -1)).transpose(-3, -2)
+        k, v = y if isinstance(y, tuple) else self.keys_values(y)
         k, v = k.expand(q.shape[0], -1, -1, -1), v.expand(q.shape[0], -1, -1, -1)
         if return_attention:
             weights = torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1)
@@ -119,12 +123,21 @@ class EmotionBank(ModelMixin, ConfigMixin):
         """Key/value tokens of every code, (num_codes * num_tokens, token_dim)."""
         return self.kv_tokens_linear(self.codes).flatten(0, 1)
 
+    def bank_keys_values(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attention's keys and values over the whole bank, (1, heads, K*T, d) each.
+
+        They depend on the weights only: compute once per generation and pass as ``bank=``
+        (at full size this saves ~11 GFLOP per call).
+        """
+        return self.attention.keys_values(self.bank_tokens()[None])
+
     def forward(
         self,
         prior: torch.Tensor,
         use_bank: bool | None = None,
         drop: torch.Tensor | None = None,
         return_attention: bool = False,
+        bank: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> EmotionBankOutput:
         """Emotion tokens for a prior ``(B, F, prior_dim)`` (or ``(B, prior_dim)``: one per sample).
 
@@ -143,7 +156,7 @@ class EmotionBank(ModelMixin, ConfigMixin):
         if not self.config.use_bank:  # ablation "without emotion bank": the prior's tokens as they are
             return EmotionBankOutput(tokens=queries, vq_loss=prior.new_zeros(()))
         if use_bank:
-            kv = self.bank_tokens()[None]  # shared by every sample and frame
+            kv = bank if bank is not None else self.bank_tokens()[None]  # shared by every sample and frame
             vq_loss = prior.new_zeros(())
             indices = None
         else:

@@ -57,6 +57,7 @@ class _Conditions:
     null_audio_tokens: torch.Tensor  # (T, D) tokens of silence-free zero features
     null_emotion_tokens: torch.Tensor  # (T, D) tokens of a dropped emotion
     added_time_ids: torch.Tensor  # (1, 3)
+    bank: tuple[torch.Tensor, torch.Tensor] | None = None  # the emotion bank's keys/values, computed once
 
 
 class DiceTalkPipeline(DiffusionPipeline):
@@ -153,8 +154,8 @@ class DiceTalkPipeline(DiffusionPipeline):
         windows = frame_windows(hidden, total, fps=fps, frames=frames)
         return self.audio_projection(windows.to(hidden.device, self.audio_projection.dtype)).to(self.unet.dtype)
 
-    def emotion_tokens(self, priors: torch.Tensor) -> torch.Tensor:
-        out = self.emotion_bank(priors[None].to(self.emotion_bank.device, self.emotion_bank.dtype), use_bank=True)
+    def emotion_tokens(self, priors: torch.Tensor, bank=None) -> torch.Tensor:
+        out = self.emotion_bank(priors[None].to(self.emotion_bank.device, self.emotion_bank.dtype), use_bank=True, bank=bank)
         return out.tokens[0].to(self.unet.dtype)
 
     def prepare_conditions(
@@ -185,6 +186,7 @@ class DiceTalkPipeline(DiffusionPipeline):
             drop=torch.ones(1, dtype=torch.bool, device=self.device),
         )
         time_ids = torch.tensor([[fps - 1, motion_bucket_id, noise_aug_strength]], device=self.device, dtype=self.unet.dtype)
+        bank = self.emotion_bank.bank_keys_values() if self.emotion_bank.config.use_bank else None
         return _Conditions(
             image_latents=latents,
             image_embeds=embeds,
@@ -194,6 +196,7 @@ class DiceTalkPipeline(DiffusionPipeline):
             null_audio_tokens=null_audio,
             null_emotion_tokens=dropped.tokens[0, 0].to(self.unet.dtype),
             added_time_ids=time_ids,
+            bank=bank,
         )
 
     @torch.no_grad()
@@ -240,7 +243,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         nw = len(starts)
         xs = torch.stack([x[s : s + w] for s in starts])  # (nw, W, C, h, w)
         audio = torch.stack([self.audio_tokens(cond.audio_hidden, slice(s, s + w), total, fps) for s in starts])
-        emotion = torch.stack([self.emotion_tokens(cond.priors[s : s + w]) for s in starts])
+        emotion = torch.stack([self.emotion_tokens(cond.priors[s : s + w], cond.bank) for s in starts])
         null_audio = cond.null_audio_tokens.expand_as(audio[:1]).expand_as(audio)
         null_emotion = cond.null_emotion_tokens.expand_as(emotion[:1]).expand_as(emotion)
         image = cond.image_latents[:, None].expand(nw, w, -1, -1, -1)
