@@ -42,6 +42,28 @@ SVD_UNET = dict(
 )
 
 
+def _small_whisper(d_model: int, heads: int, ffn: int, chunk_seconds: int) -> dict[str, Any]:
+    """A two-layer Whisper trained from scratch; its token ids must fit its small vocabulary."""
+    return dict(
+        d_model=d_model,
+        encoder_layers=2,
+        encoder_attention_heads=heads,
+        encoder_ffn_dim=ffn,
+        decoder_layers=1,
+        decoder_attention_heads=heads,
+        decoder_ffn_dim=ffn,
+        num_mel_bins=80,
+        max_source_positions=50 * chunk_seconds,  # Whisper's encoder runs at 50 Hz on fixed chunks
+        vocab_size=64,
+        pad_token_id=1,
+        bos_token_id=2,
+        eos_token_id=3,
+        decoder_start_token_id=2,
+        suppress_tokens=[],
+        begin_suppress_tokens=[],
+    )
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Constructor arguments of every component, plus the video geometry they imply."""
@@ -168,24 +190,7 @@ def _tiny() -> ModelConfig:
             projection_dim=32,
             hidden_act="gelu",
         ),
-        audio_encoder=dict(
-            d_model=32,
-            encoder_layers=2,
-            encoder_attention_heads=2,
-            encoder_ffn_dim=64,
-            decoder_layers=1,
-            decoder_attention_heads=2,
-            decoder_ffn_dim=64,
-            num_mel_bins=80,
-            max_source_positions=100,  # 2-second chunks
-            vocab_size=64,
-            pad_token_id=1,
-            bos_token_id=2,
-            eos_token_id=3,
-            decoder_start_token_id=2,
-            suppress_tokens=[],
-            begin_suppress_tokens=[],
-        ),
+        audio_encoder=_small_whisper(d_model=32, heads=2, ffn=64, chunk_seconds=2),
         audio_projection=dict(seq_len=10, blocks=3, channels=32, intermediate_dim=64, output_dim=32, context_tokens=4),
         mask_encoder=dict(conditioning_embedding_channels=32, conditioning_channels=3, block_out_channels=(8, 16, 16)),
         emotion_bank=dict(prior_dim=16, code_dim=32, num_codes=8, num_tokens=4, token_dim=32, hidden_dim=32, num_heads=2, beta=0.25),
@@ -251,24 +256,7 @@ def _synthetic() -> ModelConfig:
             projection_dim=128,
             hidden_act="gelu",
         ),
-        audio_encoder=dict(
-            d_model=64,
-            encoder_layers=2,
-            encoder_attention_heads=4,
-            encoder_ffn_dim=128,
-            decoder_layers=1,
-            decoder_attention_heads=4,
-            decoder_ffn_dim=128,
-            num_mel_bins=80,
-            max_source_positions=250,  # 5-second chunks
-            vocab_size=64,
-            pad_token_id=1,
-            bos_token_id=2,
-            eos_token_id=3,
-            decoder_start_token_id=2,
-            suppress_tokens=[],
-            begin_suppress_tokens=[],
-        ),
+        audio_encoder=_small_whisper(d_model=64, heads=4, ffn=128, chunk_seconds=5),
         audio_projection=dict(seq_len=10, blocks=3, channels=64, intermediate_dim=256, output_dim=128, context_tokens=8),
         mask_encoder=dict(conditioning_embedding_channels=32, conditioning_channels=3, block_out_channels=(16, 32, 64)),
         emotion_bank=dict(prior_dim=64, code_dim=128, num_codes=32, num_tokens=8, token_dim=128, hidden_dim=256, num_heads=4, beta=0.25),
