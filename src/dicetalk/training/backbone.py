@@ -271,7 +271,8 @@ def pretrain_backbone(opts: BackboneOptions, cache: FrameCache, progress: bool =
         else:
             raise ValueError(f"unknown part {part!r}; expected one of {', '.join(PARTS)}")
         run_dir = out / "runs" / part
-        run = Run(run_dir, {**vars(opts), "part": part}, resume=True)
+        # Each part is its own run: the other parts listed, or their step counts, may change between calls.
+        run = Run(run_dir, {**vars(opts), "part": part}, resume=True, resumable_keys=("steps", "parts"))
         accelerator = make_accelerator(run_dir, opts.mixed_precision)
         fit(run, accelerator, modules, loss_fn, steps=steps, lr=lr, seed=opts.seed, warmup=min(200, steps // 10 + 1), save_every=max(100, steps // 5), desc=f"pretrain {part}")
         trained = accelerator.unwrap_model(modules[part])
