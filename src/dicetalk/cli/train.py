@@ -158,6 +158,9 @@ def export(
     run: Path = typer.Argument(..., help="A `dicetalk train` output folder (its newest checkpoint is exported)."),
     out: Path = typer.Option(..., "--out", "-o", help="Weights folder to write."),
     dtype: str = typer.Option("float16", help="float32, float16 or bfloat16."),
+    steps: int | None = typer.Option(None, help="Default sampling steps stored with the model (its recipe)."),
+    sampler: str | None = typer.Option(None, help="Default sampler stored with the model: euler, heun or dpmpp-2m."),
+    guidance_fraction: float | None = typer.Option(None, help="Default share of steps that run all guidance branches."),
 ) -> None:
     """Assemble a complete weights folder from a training run's newest checkpoint."""
     import json
@@ -169,6 +172,16 @@ def export(
     from ..training.common import Run
     from ..training.diffusion import DiffusionOptions, build_trainable
 
+    from ..pipeline.sampling import SAMPLERS
+
+    if dtype not in ("float32", "float16", "bfloat16"):
+        raise InputError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
+    if steps is not None and not 1 <= steps <= 1000:
+        raise InputError(f"steps must be 1..1000, got {steps}")
+    if sampler is not None and sampler not in SAMPLERS:
+        raise InputError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    if guidance_fraction is not None and not 0.0 <= guidance_fraction <= 1.0:
+        raise InputError(f"guidance fraction must be in [0, 1], got {guidance_fraction:g}")
     options = run / "run" / "options.json"
     if not options.is_file():
         raise InputError(f"{run} is not a training output folder (no run/options.json)")
@@ -180,5 +193,7 @@ def export(
     if step == 0:
         raise InputError(f"{run} has no checkpoint yet")
     pipe = assemble_pipeline(opts.backbone, opts.embedder, parts)
+    recipe = {"default_steps": steps, "default_sampler": sampler, "default_guidance_fraction": guidance_fraction}
+    pipe.register_to_config(**{k: v for k, v in recipe.items() if v is not None})
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     typer.echo(f"wrote {save_pipeline(pipe, out, torch_dtype)} (step {step})")
