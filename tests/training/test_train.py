@@ -70,6 +70,18 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(stages, tmp_path):
             assert torch.equal(a, b), f"{name}.{k}"
 
 
+def test_resume_takes_new_bookkeeping_but_refuses_new_training_options(stages, tmp_path):
+    from dataclasses import replace
+
+    from dicetalk.errors import InputError
+
+    opts = _opts(stages, tmp_path / "r", 4)
+    Run(tmp_path / "r" / "run", opts, resume=False)
+    Run(tmp_path / "r" / "run", replace(opts, steps=9, save_every=7, log_every=3, workers=2), resume=True)
+    with pytest.raises(InputError, match="different options: lr"):
+        Run(tmp_path / "r" / "run", replace(opts, lr=1.0), resume=True)
+
+
 def test_loss_curves_match_step_by_step(stages, tmp_path, monkeypatch):
     import dicetalk.training.common as common
 

@@ -38,7 +38,7 @@ from ..data.features import pixels
 from ..models.audio_encoder import SAMPLES_PER_FEATURE, whisper_feature_extractor
 from ..models.registry import build_component
 from ..utils.atomic import atomic_dir
-from .common import Run, fit, make_accelerator
+from .common import RESUMABLE, Run, fit, make_accelerator
 from .losses import info_nce
 
 PARTS = ("vae", "audio_encoder", "image_encoder", "expression_encoder")
@@ -272,7 +272,7 @@ def pretrain_backbone(opts: BackboneOptions, cache: FrameCache, progress: bool =
             raise ValueError(f"unknown part {part!r}; expected one of {', '.join(PARTS)}")
         run_dir = out / "runs" / part
         # Each part is its own run: the other parts listed, or their step counts, may change between calls.
-        run = Run(run_dir, {**vars(opts), "part": part}, resume=True, resumable_keys=("steps", "parts"))
+        run = Run(run_dir, {**vars(opts), "part": part}, resume=True, resumable_keys=(*RESUMABLE, "parts"))
         accelerator = make_accelerator(run_dir, opts.mixed_precision)
         fit(run, accelerator, modules, loss_fn, steps=steps, lr=lr, seed=opts.seed, warmup=min(200, steps // 10 + 1), save_every=max(100, steps // 5), desc=f"pretrain {part}")
         trained = accelerator.unwrap_model(modules[part])

@@ -39,10 +39,15 @@ def options_dict(options: Any) -> dict:
     return json.loads(json.dumps(d, default=str))
 
 
+# Options that may change on --resume: the target length and bookkeeping that leaves every
+# sample and update as it was (data are a pure function of (seed, step), whatever the workers).
+RESUMABLE = ("steps", "save_every", "log_every", "workers", "cache_dir")
+
+
 class Run:
     """A run folder: options, checkpoints and the step to resume from."""
 
-    def __init__(self, folder: str | Path, options: Any, resume: bool, is_main: bool = True, resumable_keys: tuple[str, ...] = ("steps",)):
+    def __init__(self, folder: str | Path, options: Any, resume: bool, is_main: bool = True, resumable_keys: tuple[str, ...] = RESUMABLE):
         self.folder = Path(folder)
         self.is_main = is_main
         self.history: list[tuple[int, float]] = []  # (step, loss) of the steps run in this process
