@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # Reproduce the embedded default model (the `synthetic` configuration) from nothing, on CPU.
-# Usage: scripts/train_default_model.sh [WORLD_DIR] [RUN_DIR] [DIFFUSION_STEPS]
+# Usage: scripts/train_default_model.sh [DATA_DIR] [RUN_DIR] [DIFFUSION_STEPS]
 # Stages (each resumes if interrupted; re-run the script to continue):
-#   1. the synthetic world (`dicetalk synth`, ~15 min on 2 cores)
+#   1. two synthetic worlds with the same MEAD-like identities: the `default` preset (judges,
+#      backbone, embedder) and the same with 48 talking (HDTF-like) identities (denoiser)
 #   2. backbone stand-ins: VAE, Whisper encoder, CLIP image encoder, expression encoder
 #   3. the emotion embedder and the per-emotion prompt priors
-#   4. the denoiser with the DICE-Talk conditioning, exported in float16
+#   4. the denoiser with the DICE-Talk conditioning
+#   5. export in float16 with the sampling recipe, into the package
 set -euo pipefail
-WORLD=${1:-data/world}
+DATA=${1:-data}
 RUN=${2:-runs/default}
-STEPS=${3:-12000}
+STEPS=${3:-6000}
 THREADS=${THREADS:-1}
 DT=${DICETALK:-.venv/bin/dicetalk}
 
-# More talking (HDTF-like) identities than the preset: the denoiser must generalise to new faces.
-[ -f "$WORLD/splits.json" ] || $DT synth "$WORLD" --preset default --seed 0 --hdtf-identities 48
-$DT pretrain "$WORLD" --out "$RUN/backbone" --threads "$THREADS"
-[ -f "$RUN/embedder/priors/config.json" ] || $DT train-embedder "$WORLD" --backbone "$RUN/backbone" --out "$RUN/embedder" --threads "$THREADS" \
+[ -f "$DATA/world/splits.json" ] || $DT synth "$DATA/world" --preset default --seed 0
+# More talking identities than the preset: the denoiser must generalise to new faces.
+[ -f "$DATA/world_talking/splits.json" ] || $DT synth "$DATA/world_talking" --preset default --seed 0 --hdtf-identities 48
+$DT pretrain "$DATA/world" --out "$RUN/backbone" --steps-scale 0.6 --threads "$THREADS"
+[ -f "$RUN/embedder/priors/config.json" ] || $DT train-embedder "$DATA/world" --backbone "$RUN/backbone" --out "$RUN/embedder" --threads "$THREADS" \
     $( [ -d "$RUN/embedder/run/checkpoints" ] && echo --resume )
-$DT train "$WORLD" --backbone "$RUN/backbone" --embedder "$RUN/embedder" --out "$RUN/diffusion" --steps "$STEPS" \
-    --export-dtype float16 --threads "$THREADS" $( [ -d "$RUN/diffusion/run/checkpoints" ] && echo --resume )
-echo "default model: $RUN/diffusion/model (copy it to src/dicetalk/assets/default_model)"
+[ -f "$RUN/diffusion/model/model_index.json" ] || $DT train "$DATA/world_talking" --backbone "$RUN/backbone" --embedder "$RUN/embedder" \
+    --out "$RUN/diffusion" --steps "$STEPS" --threads "$THREADS" $( [ -d "$RUN/diffusion/run/checkpoints" ] && echo --resume )
+$DT export "$RUN/diffusion" --out src/dicetalk/assets/default_model --dtype float16 --steps 10 --sampler dpmpp-2m --guidance-fraction 0.5

@@ -126,17 +126,22 @@ def import_component_modules() -> None:
 
 
 @contextlib.contextmanager
-def _quiet_loading():
-    """Hide the per-component loading bars of diffusers and transformers (our own bars stay)."""
+def quiet_loading():
+    """Hide the per-component loading/saving bars and notices of diffusers and transformers (our own bars stay)."""
     import diffusers.utils.logging as dlog
     import transformers.utils.logging as tlog
 
     d_on, t_on = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    d_level, t_level = dlog.get_verbosity(), tlog.get_verbosity()
     dlog.disable_progress_bar()
     tlog.disable_progress_bar()
+    dlog.set_verbosity_error()
+    tlog.set_verbosity_error()
     try:
         yield
     finally:
+        dlog.set_verbosity(d_level)
+        tlog.set_verbosity(t_level)
         if d_on:
             dlog.enable_progress_bar()
         if t_on:
@@ -188,7 +193,7 @@ def load_pipeline(weights: str | os.PathLike | None = None, device: str | torch.
         raise WeightsError(f"{folder} is not a dicetalk weights folder (no model_index.json)")
     import_component_modules()
     try:
-        with _quiet_loading():
+        with quiet_loading():
             pipe = DiceTalkPipeline.from_pretrained(str(folder), dtype=dtype)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -75,11 +75,14 @@ def assemble_pipeline(backbone_dir: str | Path, embedder_dir: str | Path, traine
     from ..pipeline import DiceTalkPipeline
     from ..pipeline.loading import default_scheduler
 
-    parts = load_backbone(backbone_dir, ("vae", "image_encoder", "audio_encoder"))
-    expression_encoder = None
-    if (Path(backbone_dir) / "expression_encoder" / "config.json").is_file():
-        expression_encoder = load_backbone(backbone_dir, ("expression_encoder",))["expression_encoder"]
-    embedder, priors = load_embedder(embedder_dir)
+    from ..pipeline.loading import quiet_loading
+
+    with quiet_loading():
+        parts = load_backbone(backbone_dir, ("vae", "image_encoder", "audio_encoder"))
+        expression_encoder = None
+        if (Path(backbone_dir) / "expression_encoder" / "config.json").is_file():
+            expression_encoder = load_backbone(backbone_dir, ("expression_encoder",))["expression_encoder"]
+        embedder, priors = load_embedder(embedder_dir)
     return DiceTalkPipeline(
         unet=trained["unet"].eval(),
         vae=parts["vae"],
@@ -103,8 +106,11 @@ def save_pipeline(pipe, folder: str | Path, dtype: torch.dtype = torch.float32) 
 
     from ..utils.atomic import atomic_dir
 
-    if dtype != torch.float32:
-        pipe = copy.deepcopy(pipe).to(dtype=dtype)
-    with atomic_dir(folder) as tmp:
-        pipe.save_pretrained(tmp)
+    from ..pipeline.loading import quiet_loading
+
+    with quiet_loading():
+        if dtype != torch.float32:
+            pipe = copy.deepcopy(pipe).to(dtype=dtype)
+        with atomic_dir(folder) as tmp:
+            pipe.save_pretrained(tmp)
     return Path(folder)
