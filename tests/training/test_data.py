@@ -52,6 +52,26 @@ def test_windows_are_seeded_and_complete(cache):
             assert item["emotion_ref"] == item["clip"]
 
 
+def test_reference_frame_comes_from_the_same_video_or_a_neutral_clip_of_the_person(cache):
+    def source(item):
+        return cache.records[int(np.searchsorted(cache.starts, item["reference_frame"], side="right")) - 1]
+
+    same, neutral = WindowDataset(cache, num_frames=4, seed=1), WindowDataset(cache, num_frames=4, seed=1, neutral_reference=True)
+    emotional = 0
+    for k in range(60):
+        a, b = same[k], neutral[k]
+        assert a["clip"] == b["clip"] and a["start"] == b["start"]  # the same windows either way
+        rec = cache.records[a["clip"]]
+        assert source(a) is rec
+        if rec.labelled:
+            assert source(b).identity == rec.identity and source(b).emotion == "neutral"
+            assert torch.equal(b["reference"], WindowDataset.__getitem__(neutral, k)["reference"])
+            emotional += rec.emotion != "neutral"
+        else:
+            assert source(b) is rec
+    assert emotional > 10
+
+
 def test_emotion_and_talking_data_mix_one_to_one(cache):
     ds = WindowDataset(cache, num_frames=4, seed=0, mix=0.5)
     labelled = np.mean([ds[k]["labelled"] for k in range(400)])

@@ -111,6 +111,10 @@ def train(
     lambda_cls: float = typer.Option(0.1, help="Weight of the emotion discrimination loss (0: ablation)."),
     emotion_bank: bool = typer.Option(True, "--emotion-bank/--no-emotion-bank", help="Ablation: train without the bank."),
     deterministic_prior: bool = typer.Option(False, help="Ablation: the embedder's mean instead of a sample."),
+    neutral_reference: bool = typer.Option(
+        True, "--neutral-reference/--same-video-reference",
+        help="Emotion data take their reference frame from a neutral clip of the same person (else from the same video).",
+    ),  # fmt: skip
     unet_trainable: str = typer.Option("all", help="'all' or 'cross-attention'."),
     workers: int = typer.Option(0, help="Data loader workers."),
     mixed_precision: str = typer.Option("no", help="no, fp16 or bf16."),
@@ -133,7 +137,7 @@ def train(
     opts = DiffusionOptions(
         dataset=str(dataset), out=str(out), backbone=str(backbone), embedder=str(embedder), config=config,
         init=str(init) if init else None, steps=steps, batch=batch, frames=frames, lr=lr, lambda_cls=lambda_cls,
-        emotion_bank=emotion_bank, deterministic_prior=deterministic_prior, unet_trainable=unet_trainable,
+        emotion_bank=emotion_bank, deterministic_prior=deterministic_prior, neutral_reference=neutral_reference, unet_trainable=unet_trainable,
         workers=workers, mixed_precision=mixed_precision, save_every=save_every, seed=seed,
     )
     cfg = get_config(config)
@@ -188,7 +192,7 @@ def export(
     saved = json.loads(options.read_text())
     opts = DiffusionOptions(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()})
     parts = build_trainable(opts)
-    state = Run(run / "run", opts, resume=True, is_main=False)
+    state = Run(run / "run", opts, resume=True, is_main=False, resumable_keys=tuple(vars(opts)))  # reads only
     step = state.load(parts, None)
     if step == 0:
         raise InputError(f"{run} has no checkpoint yet")

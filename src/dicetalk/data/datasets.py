@@ -45,7 +45,8 @@ class WindowDataset(torch.utils.data.Dataset):
     """Random windows of ``num_frames`` frames, emotion and talking data mixed ``mix`` : 1 - ``mix``.
 
     Each item: the window (pixels, or cached latents and audio windows when ``features`` are
-    given), a reference frame of the same video, the emotion reference clip (another clip of the
+    given), a reference frame of the same video (of a neutral clip of the same person with
+    ``neutral_reference``, for emotion data), the emotion reference clip (another clip of the
     same identity, emotion and level; the clip itself for unlabelled talking data), expression
     coefficients, the face mask and the labels.
     """
@@ -59,8 +60,10 @@ class WindowDataset(torch.utils.data.Dataset):
         length: int = 1 << 40,
         features: DiffusionFeatures | None = None,
         with_pixels: bool = True,
+        neutral_reference: bool = False,
     ):
         self.cache, self.num_frames, self.seed, self.mix, self.length = cache, num_frames, seed, mix, length
+        self.neutral_reference = neutral_reference
         self.features, self.with_pixels = features, with_pixels
         long_enough = [c for c in range(len(cache.records)) if cache.lengths[c] >= num_frames]
         self.pools = {
@@ -74,6 +77,11 @@ class WindowDataset(torch.utils.data.Dataset):
             if r.labelled:
                 groups[(r.identity, r.emotion, r.level)].append(c)
         self.same_emotion = {c: groups[(r.identity, r.emotion, r.level)] for c, r in enumerate(cache.records) if r.labelled}
+        neutral = defaultdict(list)
+        for c, r in enumerate(cache.records):
+            if r.labelled and r.emotion == "neutral":
+                neutral[r.identity].append(c)
+        self.neutral_clips = dict(neutral)
 
     def __len__(self) -> int:
         return self.length
@@ -97,11 +105,20 @@ class WindowDataset(torch.utils.data.Dataset):
         others = [o for o in self.same_emotion.get(c, [c]) if o != c] or [c]
         emotion_ref = int(others[rng.integers(len(others))])
         g0 = int(cache.starts[c])
+        r0 = g0 + ref  # the reference frame, from this video ...
+        neutral = self.neutral_clips.get(record.identity) if self.neutral_reference and record.labelled else None
+        if neutral:
+            # ... or from a neutral clip of the same person: a user's portrait is usually neutral, and an
+            # emotional reference frame would let the model copy the expression instead of reading
+            # it from the emotion condition.
+            rc = int(neutral[rng.integers(len(neutral))])
+            r0 = int(cache.starts[rc]) + int(rng.integers(0, int(cache.lengths[rc])))
         window = slice(g0 + start, g0 + start + f)
         item = {
             "clip": c,
             "start": start,
             "emotion_ref": emotion_ref,
+            "reference_frame": r0,  # index into the cache's frames
             "labelled": record.labelled,
             "class_id": record.class_id,
             "emotion_id": record.emotion_id,
@@ -110,12 +127,12 @@ class WindowDataset(torch.utils.data.Dataset):
         }
         if self.with_pixels:
             item["frames"] = pixels(cache.frames[window])
-            item["reference"] = pixels(cache.frames[g0 + ref : g0 + ref + 1])[0]
+            item["reference"] = pixels(cache.frames[r0 : r0 + 1])[0]
         if self.features is not None:
             feats = self.features
             item["latents"] = torch.from_numpy(np.array(feats.latents[window], np.float32))
-            item["reference_latents"] = torch.from_numpy(np.array(feats.latents[g0 + ref], np.float32))
-            item["image_embeds"] = torch.from_numpy(np.array(feats.image_embeds[g0 + ref], np.float32))
+            item["reference_latents"] = torch.from_numpy(np.array(feats.latents[r0], np.float32))
+            item["image_embeds"] = torch.from_numpy(np.array(feats.image_embeds[r0], np.float32))
             hidden = clip_hidden(cache, feats.hidden, feats.offsets, c)
             item["audio_windows"] = frame_windows(hidden, n, cache.fps, frames=slice(start, start + f))
             item["prior_mu"] = torch.from_numpy(np.array(feats.prior_mu[emotion_ref], np.float32))

@@ -55,6 +55,7 @@ class DiffusionOptions:
     unet_trainable: str = "all"  # "all" or "cross-attention" (only the new audio/emotion projections)
     emotion_bank: bool = True  # ablation: False trains without the emotion bank
     deterministic_prior: bool = False  # ablation: the embedder's mean instead of a sample
+    neutral_reference: bool = True  # emotion data take their reference frame from a neutral clip
     mix: float = 0.5
     workers: int = 0
     seed: int = 0
@@ -158,7 +159,7 @@ def _collate(items: list[dict]) -> dict:
 def train_diffusion(opts: DiffusionOptions, cache: FrameCache, features: DiffusionFeatures, scaling_factor: float, resume: bool = False, dry_run: bool = False):
     """Train; the trained parts are saved in every checkpoint of ``OUT/run``. Returns the parts."""
     parts = build_trainable(opts)
-    dataset = WindowDataset(cache, opts.frames, seed=opts.seed, mix=opts.mix, features=features, with_pixels=False)
+    dataset = WindowDataset(cache, opts.frames, seed=opts.seed, mix=opts.mix, features=features, with_pixels=False, neutral_reference=opts.neutral_reference)
     run = Run(Path(opts.out) / "run", opts, resume=resume)
     if dry_run:
         return parts
