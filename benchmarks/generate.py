@@ -57,7 +57,8 @@ def cpu_rows(args) -> list[tuple]:
     rows = []
     for steps in args.steps:
         wall, peak = run_once(pipe, args.seconds, steps, 25.0)
-        rows.append((f"cpu x{args.threads}, default model, {steps} steps, 3 branches, 25 fps", args.seconds, wall, peak))
+        recipe = f"{steps} steps {pipe.config.default_sampler}, 3 branches on {pipe.config.default_guidance_fraction:.0%} of steps"
+        rows.append((f"cpu x{args.threads}, {'default model' if args.weights is None else args.weights}, {recipe}, 25 fps", args.seconds, wall, peak))
     return rows
 
 
