@@ -92,7 +92,6 @@ def main() -> None:
             timing.write_text(json.dumps({"unet_evals_per_frame": counter.frames / frames, "seconds_per_video_second": wall / (frames / 25.0)}))
         measured = json.loads(timing.read_text()) if timing.is_file() else {}
         rows.append((text, measured.get("unet_evals_per_frame"), measured.get("seconds_per_video_second"), report))
-        torch.set_num_threads(args.threads)
 
     # The same source clips, ground truth scored as if generated: the ceiling of every column.
     sources = {it.source.relative for it in items}

@@ -257,13 +257,7 @@ def train_identity(data: PreparedData, opts: TrainOptions, progress: bool) -> Id
         emb, _ = judge(x)
         labels = data.identity[batch]
         loss = F.cross_entropy(judge.margin_logits(emb, labels), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        bar.update()
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+        _update(loss, optimizer, scheduler, bar, step)
     bar.close()
     return judge.eval()
 
@@ -336,13 +330,7 @@ def train_sync(data: PreparedData, opts: TrainOptions, progress: bool) -> SyncJu
             mels.append(data.mels[c][start : start + windows + 4 + 2 * k])
         x = _augment_mouths(torch.stack(mouths).float().div_(255.0), g)
         loss = sync_loss(judge, x, torch.stack(mels))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        bar.update()
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+        _update(loss, optimizer, scheduler, bar, step)
     bar.close()
     return judge.eval()
 
@@ -441,3 +429,14 @@ def train_judges(
         manifest["files"] = _file_sizes(tmp)
         write_json(tmp / MANIFEST_NAME, manifest)
     return manifest
+
+
+def _update(loss, optimizer, scheduler, bar, step: int) -> None:
+    """One optimiser step of a judge, with its progress bar (the loss shown every 20 steps)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    bar.update()
+    if step % 20 == 0:
+        bar.set_postfix(loss=f"{loss.item():.3f}")
