@@ -129,8 +129,11 @@ def test_cli_dry_run_and_training_writes_a_loadable_model(stages, tmp_path, caps
     root, world = stages["root"], stages["world"]
     args = ["train", str(world), "--backbone", str(root / "backbone"), "--embedder", str(root / "embedder"), "--config", "tiny",
             "--out", str(tmp_path / "d"), "--frames", "4", "--cache-dir", str(root / "cache")]
-    assert main([*args, "--dry-run"]) == 0
-    assert (tmp_path / "d" / "run" / "options.json").is_file() and not (tmp_path / "d" / "run" / "checkpoints").exists()
+    assert main([*args, "--mix", "1.5", "--dry-run"]) != 0  # a share outside [0, 1]
+    assert "--mix" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    assert main([*args, "--mix", "0.75", "--warmup", "5", "--dry-run"]) == 0
+    options = json.loads((tmp_path / "d" / "run" / "options.json").read_text())
+    assert (options["mix"], options["warmup"]) == (0.75, 5) and not (tmp_path / "d" / "run" / "checkpoints").exists()
     assert main([*args, "--steps", "1", "--export-dtype", "float16"]) == 0
     from dicetalk.pipeline.loading import load_pipeline
 

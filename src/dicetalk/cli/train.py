@@ -108,6 +108,8 @@ def train(
     batch: int = typer.Option(2),
     frames: int = typer.Option(16),
     lr: float = typer.Option(2e-4),
+    warmup: int = typer.Option(300, min=0, help="Steps of linear learning-rate warm-up."),
+    mix: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of emotion-labelled (MEAD-like) windows; the rest is talking (HDTF-like) data."),
     lambda_cls: float = typer.Option(0.1, help="Weight of the emotion discrimination loss (0: ablation)."),
     emotion_bank: bool = typer.Option(True, "--emotion-bank/--no-emotion-bank", help="Ablation: train without the bank."),
     deterministic_prior: bool = typer.Option(False, help="Ablation: the embedder's mean instead of a sample."),
@@ -136,7 +138,7 @@ def train(
     _threads(threads)
     opts = DiffusionOptions(
         dataset=str(dataset), out=str(out), backbone=str(backbone), embedder=str(embedder), config=config,
-        init=str(init) if init else None, steps=steps, batch=batch, frames=frames, lr=lr, lambda_cls=lambda_cls,
+        init=str(init) if init else None, steps=steps, batch=batch, frames=frames, lr=lr, warmup=warmup, mix=mix, lambda_cls=lambda_cls,
         emotion_bank=emotion_bank, deterministic_prior=deterministic_prior, neutral_reference=neutral_reference, unet_trainable=unet_trainable,
         workers=workers, mixed_precision=mixed_precision, save_every=save_every, seed=seed,
     )
