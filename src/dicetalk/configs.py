@@ -168,6 +168,7 @@ def _tiny() -> ModelConfig:
             num_attention_heads=(2, 4),
             num_frames=4,
             condition_scales=(1.0, 1.0),
+            emotion_time_embedding=True,
         ),
         vae=dict(
             in_channels=3,
@@ -234,6 +235,7 @@ def _synthetic() -> ModelConfig:
             num_attention_heads=(1, 2, 4),
             num_frames=16,
             condition_scales=(1.0, 1.0),
+            emotion_time_embedding=True,
         ),
         vae=dict(
             in_channels=3,

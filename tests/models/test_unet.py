@@ -68,6 +68,19 @@ def test_condition_scales(unet, tiny_config):
     assert not torch.allclose(unet(**x).sample, off)
 
 
+def test_emotion_time_embedding_is_a_global_path_that_starts_at_zero(unet, tiny_config):
+    x = _inputs(tiny_config)
+    other = {**x, "emotion_tokens": torch.randn_like(x["emotion_tokens"])}
+    for proc in unet.condition_processors():
+        proc.scales[1] = 0.0  # cross-attention to the emotion off: only the global path is left
+    torch.testing.assert_close(unet(**x).sample, unet(**other).sample)  # zero-initialised: no effect yet
+    torch.nn.init.normal_(unet.emotion_embedding.weight, std=0.5)  # as after training
+    assert not torch.allclose(unet(**x).sample, unet(**other).sample)
+    unet.set_condition_scales(emotion=0.0)  # the emotion scale turns both paths off
+    torch.testing.assert_close(unet(**x).sample, unet(**other).sample)
+    assert not hasattr(DiceTalkUNet(**{**tiny_config.unet, "emotion_time_embedding": False}), "emotion_embedding")
+
+
 def test_bad_token_shape_is_refused(unet, tiny_config):
     x = _inputs(tiny_config)
     x["audio_tokens"] = x["audio_tokens"][:, :2]

@@ -149,3 +149,20 @@ def test_cli_dry_run_and_training_writes_a_loadable_model(stages, tmp_path, caps
     assert (exported.default_steps, exported.default_sampler, exported.default_guidance_fraction) == (7, "dpmpp-2m", 0.5)
     assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "bad"), "--sampler", "ddim"]) != 0
     assert "unknown sampler" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_init_weights_load_into_the_configured_architecture(tiny_config, tmp_path):
+    from dicetalk.errors import InputError
+    from dicetalk.models.unet import DiceTalkUNet
+    from dicetalk.training.diffusion import build_trainable
+
+    torch.manual_seed(1)
+    older = DiceTalkUNet(**{**tiny_config.unet, "emotion_time_embedding": False})  # trained before the global emotion path
+    older.save_pretrained(tmp_path / "init" / "unet")
+    opts = DiffusionOptions(dataset="", out="", backbone="", embedder="", config="tiny", init=str(tmp_path / "init"))
+    unet = build_trainable(opts)["unet"]
+    assert unet.config.emotion_time_embedding and torch.count_nonzero(unet.emotion_embedding.weight) == 0
+    torch.testing.assert_close(unet.conv_in.weight, older.conv_in.weight)
+    DiceTalkUNet(**{**tiny_config.unet, "block_out_channels": (32, 32)}).save_pretrained(tmp_path / "bad" / "unet")
+    with pytest.raises(InputError, match="does not fit the configuration"):
+        build_trainable(DiffusionOptions(dataset="", out="", backbone="", embedder="", config="tiny", init=str(tmp_path / "bad")))

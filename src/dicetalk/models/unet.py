@@ -7,7 +7,11 @@ through one :class:`ConditionContext` per model:
 
 * per-frame audio and emotion tokens, read by the processors;
 * face-mask features, added to the output of ``conv_in`` by a forward hook;
-* the mid-block feature map, captured by a forward hook for the emotion discriminator.
+* the mid-block feature map, captured by a forward hook for the emotion discriminator;
+* optionally (``emotion_time_embedding``, the small ``synthetic`` configuration only), the
+  emotion tokens pooled over the window and projected onto the timestep embedding, the way
+  SVD conditions on its motion bucket: a global path beside the per-frame cross-attention that
+  a small model trained for a few thousand steps picks up (the released checkpoint has none).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (diffusers finds a component's loader by base-class names in its module)
 from diffusers.utils import BaseOutput
+from torch import nn
 
 from .attention_processors import STREAMS, AudioEmotionAttnProcessor, ConditionContext
 
@@ -58,6 +63,7 @@ class DiceTalkUNet(UNetSpatioTemporalConditionModel):
         num_attention_heads: int | tuple[int, ...] = (5, 10, 20, 20),
         num_frames: int = 25,
         condition_scales: tuple[float, float] = (1.0, 1.0),
+        emotion_time_embedding: bool = False,
     ):
         super().__init__(
             sample_size=sample_size,
@@ -88,6 +94,15 @@ class DiceTalkUNet(UNetSpatioTemporalConditionModel):
             else:
                 processors[f"{name}.processor"] = AttnProcessor2_0()
         self.set_attn_processor(processors)
+        self.emotion_scale = float(condition_scales[1])
+        if emotion_time_embedding:
+            if not isinstance(cross_attention_dim, int):
+                raise ValueError("emotion_time_embedding needs one cross_attention_dim for every block")
+            # Zero-initialised: a UNet trained without it starts out computing exactly the same.
+            self.emotion_embedding = nn.Linear(cross_attention_dim, block_out_channels[0] * 4)
+            nn.init.zeros_(self.emotion_embedding.weight)
+            nn.init.zeros_(self.emotion_embedding.bias)
+            self.add_embedding.register_forward_hook(self._add_emotion_embedding)
         self.conv_in.register_forward_hook(self._add_mask_features)
         self.mid_block.register_forward_hook(self._capture_mid_features)
 
@@ -106,6 +121,8 @@ class DiceTalkUNet(UNetSpatioTemporalConditionModel):
                 proc.scales[0] = float(audio)
             if emotion is not None:
                 proc.scales[1] = float(emotion)
+        if emotion is not None:
+            self.emotion_scale = float(emotion)
 
     @torch.no_grad()
     def init_condition_projections_from_image(self) -> None:
@@ -124,6 +141,13 @@ class DiceTalkUNet(UNetSpatioTemporalConditionModel):
         if features is None:
             return output
         return output + features.flatten(0, 1).to(output.dtype)
+
+    def _add_emotion_embedding(self, module, inputs, output):
+        tokens = self._condition.streams[1]
+        if tokens is None or self.emotion_scale == 0.0:
+            return output
+        # (B, F, T, D) -> (B, D): one emotion per window, added to its timestep embedding (B, C_emb).
+        return output + self.emotion_scale * self.emotion_embedding(tokens.mean(dim=(1, 2)).to(output.dtype))
 
     def _capture_mid_features(self, module, inputs, output):
         self._condition.mid_features = output
