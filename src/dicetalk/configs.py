@@ -168,7 +168,6 @@ def _tiny() -> ModelConfig:
             num_attention_heads=(2, 4),
             num_frames=4,
             condition_scales=(1.0, 1.0),
-            emotion_time_embedding=True,
         ),
         vae=dict(
             in_channels=3,

@@ -68,7 +68,10 @@ def test_condition_scales(unet, tiny_config):
     assert not torch.allclose(unet(**x).sample, off)
 
 
-def test_emotion_time_embedding_is_a_global_path_that_starts_at_zero(unet, tiny_config):
+def test_emotion_time_embedding_is_a_global_path_that_starts_at_zero(tiny_config):
+    assert not hasattr(DiceTalkUNet(**tiny_config.unet), "emotion_embedding")  # the released layout has none
+    torch.manual_seed(0)
+    unet = DiceTalkUNet(**{**tiny_config.unet, "emotion_time_embedding": True}).eval()
     x = _inputs(tiny_config)
     other = {**x, "emotion_tokens": torch.randn_like(x["emotion_tokens"])}
     for proc in unet.condition_processors():
@@ -78,7 +81,6 @@ def test_emotion_time_embedding_is_a_global_path_that_starts_at_zero(unet, tiny_
     assert not torch.allclose(unet(**x).sample, unet(**other).sample)
     unet.set_condition_scales(emotion=0.0)  # the emotion scale turns both paths off
     torch.testing.assert_close(unet(**x).sample, unet(**other).sample)
-    assert not hasattr(DiceTalkUNet(**{**tiny_config.unet, "emotion_time_embedding": False}), "emotion_embedding")
 
 
 def test_bad_token_shape_is_refused(unet, tiny_config):

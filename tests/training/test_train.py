@@ -151,18 +151,20 @@ def test_cli_dry_run_and_training_writes_a_loadable_model(stages, tmp_path, caps
     assert "unknown sampler" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
-def test_init_weights_load_into_the_configured_architecture(tiny_config, tmp_path):
+def test_init_weights_load_into_the_configured_architecture(tmp_path):
+    from dicetalk.configs import get_config
     from dicetalk.errors import InputError
     from dicetalk.models.unet import DiceTalkUNet
     from dicetalk.training.diffusion import build_trainable
 
+    unet_config = get_config("synthetic").unet
+    assert unet_config["emotion_time_embedding"]
     torch.manual_seed(1)
-    older = DiceTalkUNet(**{**tiny_config.unet, "emotion_time_embedding": False})  # trained before the global emotion path
+    older = DiceTalkUNet(**{**unet_config, "emotion_time_embedding": False})  # trained before the global emotion path
     older.save_pretrained(tmp_path / "init" / "unet")
-    opts = DiffusionOptions(dataset="", out="", backbone="", embedder="", config="tiny", init=str(tmp_path / "init"))
-    unet = build_trainable(opts)["unet"]
-    assert unet.config.emotion_time_embedding and torch.count_nonzero(unet.emotion_embedding.weight) == 0
+    unet = build_trainable(DiffusionOptions(dataset="", out="", backbone="", embedder="", init=str(tmp_path / "init")))["unet"]
+    assert torch.count_nonzero(unet.emotion_embedding.weight) == 0
     torch.testing.assert_close(unet.conv_in.weight, older.conv_in.weight)
-    DiceTalkUNet(**{**tiny_config.unet, "block_out_channels": (32, 32)}).save_pretrained(tmp_path / "bad" / "unet")
+    DiceTalkUNet(**{**unet_config, "block_out_channels": (32, 64, 64)}).save_pretrained(tmp_path / "bad" / "unet")
     with pytest.raises(InputError, match="does not fit the configuration"):
-        build_trainable(DiffusionOptions(dataset="", out="", backbone="", embedder="", config="tiny", init=str(tmp_path / "bad")))
+        build_trainable(DiffusionOptions(dataset="", out="", backbone="", embedder="", init=str(tmp_path / "bad")))
