@@ -175,8 +175,8 @@ def export(
 
     from ..errors import InputError
     from ..training.assemble import assemble_pipeline, save_pipeline
-    from ..training.common import Run
-    from ..training.diffusion import DiffusionOptions, build_trainable
+    from ..training.common import Run, load_weights
+    from ..training.diffusion import NEW_PATHS, DiffusionOptions, build_trainable
 
     from ..pipeline.sampling import SAMPLERS
 
@@ -194,10 +194,12 @@ def export(
     saved = json.loads(options.read_text())
     opts = DiffusionOptions(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()})
     parts = build_trainable(opts)
-    state = Run(run / "run", opts, resume=True, is_main=False, resumable_keys=tuple(vars(opts)))  # reads only
-    step = state.load(parts, None)
-    if step == 0:
+    checkpoint = Run(run / "run", opts, resume=True, is_main=False, resumable_keys=tuple(vars(opts))).latest()  # reads only
+    if checkpoint is None:
         raise InputError(f"{run} has no checkpoint yet")
+    for name, module in parts.items():  # runs from before a configuration's new paths export with them at zero
+        load_weights(module, checkpoint / name, new_paths=NEW_PATHS)
+    step = json.loads((checkpoint / "state.json").read_text())["step"]
     pipe = assemble_pipeline(opts.backbone, opts.embedder, parts)
     recipe = {"default_steps": steps, "default_sampler": sampler, "default_guidance_fraction": guidance_fraction}
     pipe.register_to_config(**{k: v for k, v in recipe.items() if v is not None})

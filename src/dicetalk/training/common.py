@@ -97,15 +97,37 @@ class Run:
         if path is None:
             return 0
         for key, module in modules.items():
-            weights = next((path / key).glob("*.safetensors"), None)
-            if weights is None:
+            if not (path / key).is_dir():
                 raise InputError(f"checkpoint {path} lacks {key}")
-            module.load_state_dict(load_file(str(weights)))
+            load_weights(module, path / key)
         if optimizer is not None and (path / "optimizer.safetensors").is_file():
             optimizer.load_state_dict(
                 _optimizer_from(load_file(str(path / "optimizer.safetensors")), json.loads((path / "optimizer.json").read_text()))
             )
         return int(json.loads((path / "state.json").read_text())["step"])
+
+
+def load_weights(module: torch.nn.Module, folder: Path, new_paths: tuple[str, ...] = ()) -> None:
+    """Load the safetensors weights in ``folder`` into ``module``, with one clear error on a mismatch.
+
+    Top-level submodules named in ``new_paths`` (zero-initialised additions of a configuration)
+    may be absent from ``folder``: they keep their initial values.
+    """
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise InputError(f"{folder} holds no safetensors weights")
+    state = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    own = module.state_dict()
+    unexpected = sorted(k for k in state if k not in own)
+    mismatched = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    if unexpected or mismatched:
+        raise InputError(f"{folder} does not fit the configuration ({', '.join((unexpected + mismatched)[:3])} ...)")
+    missing = [k for k in own if k not in state and k.split(".")[0] not in new_paths]
+    if missing:
+        raise InputError(f"{folder} lacks {', '.join(missing[:3])} ...")
+    module.load_state_dict(state, strict=False)
 
 
 def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

@@ -25,11 +25,12 @@ from .. import edm
 from ..configs import get_config
 from ..data.cache import FrameCache
 from ..data.datasets import DiffusionFeatures, WindowDataset
-from ..errors import InputError
 from ..models.registry import build_component
-from .common import Run, StepIndices, fit, make_accelerator
+from .common import Run, StepIndices, fit, load_weights, make_accelerator
 
 TRAINABLE = ("unet", "audio_projection", "emotion_bank", "mask_encoder", "discriminator")
+# Zero-initialised parts a configuration may add to weights trained without them.
+NEW_PATHS = ("emotion_embedding",)
 
 
 @dataclass
@@ -79,7 +80,7 @@ def build_trainable(opts: DiffusionOptions) -> dict[str, torch.nn.Module]:
         else:
             module = build_component(name, config)
         if opts.init and (Path(opts.init) / name).is_dir():
-            _load_init(module, Path(opts.init) / name)
+            load_weights(module, Path(opts.init) / name, new_paths=NEW_PATHS)
         parts[name] = module
     for name, module in parts.items():
         module.requires_grad_(name in opts.trainable)
@@ -89,32 +90,6 @@ def build_trainable(opts: DiffusionOptions) -> dict[str, torch.nn.Module]:
     elif opts.unet_trainable != "all":
         raise ValueError(f"unet_trainable must be 'all' or 'cross-attention', got {opts.unet_trainable!r}")
     return parts
-
-
-def _load_init(module: torch.nn.Module, folder: Path) -> None:
-    """Start ``module`` (built from the configuration) from the weights in ``folder``.
-
-    Parameters the configuration adds to what ``folder`` holds (a zero-initialised new path,
-    e.g. the UNet's ``emotion_embedding``) keep their initial values; anything else that does
-    not match is an error.
-    """
-    from safetensors.torch import load_file
-
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise InputError(f"--init: {folder} holds no safetensors weights")
-    state = {}
-    for f in files:
-        state.update(load_file(str(f)))
-    own = module.state_dict()
-    unexpected = sorted(k for k in state if k not in own)
-    mismatched = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
-    if unexpected or mismatched:
-        raise InputError(f"--init: {folder} does not fit the configuration ({', '.join((unexpected + mismatched)[:3])} ...)")
-    missing = module.load_state_dict(state, strict=False).missing_keys
-    new_paths = {"emotion_embedding"}
-    if any(k.split(".")[0] not in new_paths for k in missing):
-        raise InputError(f"--init: {folder} lacks {', '.join(missing[:3])}")
 
 
 def _drops(u: torch.Tensor, opts: DiffusionOptions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
