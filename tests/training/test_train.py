@@ -164,6 +164,9 @@ def test_init_weights_load_into_the_configured_architecture(tmp_path):
     older.save_pretrained(tmp_path / "init" / "unet")
     unet = build_trainable(DiffusionOptions(dataset="", out="", backbone="", embedder="", init=str(tmp_path / "init")))["unet"]
     assert torch.count_nonzero(unet.emotion_embedding.weight) == 0
+    conditions_only = build_trainable(DiffusionOptions(dataset="", out="", backbone="", embedder="", unet_trainable="cross-attention"))["unet"]
+    trainable = {n.split(".")[0] for n, p in conditions_only.named_parameters() if p.requires_grad}
+    assert "emotion_embedding" in trainable and "conv_in" not in trainable  # the global emotion path is a condition path
     torch.testing.assert_close(unet.conv_in.weight, older.conv_in.weight)
     DiceTalkUNet(**{**unet_config, "block_out_channels": (32, 64, 64)}).save_pretrained(tmp_path / "bad" / "unet")
     with pytest.raises(InputError, match="does not fit the configuration"):

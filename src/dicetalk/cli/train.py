@@ -117,7 +117,7 @@ def train(
         True, "--neutral-reference/--same-video-reference",
         help="Emotion data take their reference frame from a neutral clip of the same person (else from the same video).",
     ),  # fmt: skip
-    unet_trainable: str = typer.Option("all", help="'all' or 'cross-attention'."),
+    unet_trainable: str = typer.Option("all", help="'all', or 'cross-attention': only the UNet's condition paths (audio/emotion cross-attention, global emotion path)."),
     workers: int = typer.Option(0, help="Data loader workers."),
     mixed_precision: str = typer.Option("no", help="no, fp16 or bf16."),
     save_every: int = typer.Option(500),

@@ -54,7 +54,7 @@ class DiffusionOptions:
     drop_emotion: float = 0.05
     drop_all: float = 0.05
     trainable: tuple[str, ...] = TRAINABLE
-    unet_trainable: str = "all"  # "all" or "cross-attention" (only the new audio/emotion projections)
+    unet_trainable: str = "all"  # "all" or "cross-attention" (only the audio/emotion projections and the global emotion path)
     emotion_bank: bool = True  # ablation: False trains without the emotion bank
     deterministic_prior: bool = False  # ablation: the embedder's mean instead of a sample
     neutral_reference: bool = True  # emotion data take their reference frame from a neutral clip
@@ -84,9 +84,9 @@ def build_trainable(opts: DiffusionOptions) -> dict[str, torch.nn.Module]:
         parts[name] = module
     for name, module in parts.items():
         module.requires_grad_(name in opts.trainable)
-    if opts.unet_trainable == "cross-attention":
+    if opts.unet_trainable == "cross-attention":  # the UNet's condition paths only
         for pname, p in parts["unet"].named_parameters():
-            p.requires_grad_(".processor." in pname)
+            p.requires_grad_(".processor." in pname or pname.split(".")[0] in NEW_PATHS)
     elif opts.unet_trainable != "all":
         raise ValueError(f"unet_trainable must be 'all' or 'cross-attention', got {opts.unet_trainable!r}")
     return parts
