@@ -228,13 +228,7 @@ def train_emotion(data: PreparedData, opts: TrainOptions, progress: bool) -> Emo
         ce = F.cross_entropy(logits[labelled], labels[labelled], weight=weight) if labelled.any() else logits.sum() * 0
         reg = F.mse_loss(aux, data.aux[sel])
         loss = ce + opts.aux_weight * reg
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        bar.update()
-        if step % 20 == 0:
-            bar.set_postfix(ce=f"{ce.item():.3f}", aux=f"{reg.item():.4f}")
+        _update(loss, optimizer, scheduler, bar, step, shown={"ce": ce, "aux": reg})
     bar.close()
     return judge.eval()
 
@@ -431,12 +425,13 @@ def train_judges(
     return manifest
 
 
-def _update(loss, optimizer, scheduler, bar, step: int) -> None:
-    """One optimiser step of a judge, with its progress bar (the loss shown every 20 steps)."""
+def _update(loss, optimizer, scheduler, bar, step: int, shown: dict | None = None) -> None:
+    """One optimiser step of a judge, with its progress bar (``shown``, default the loss, every 20 steps:
+    reading a value back is a host sync)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     scheduler.step()
     bar.update()
     if step % 20 == 0:
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.set_postfix({name: f"{value.item():.4f}" for name, value in (shown or {"loss": loss}).items()})
