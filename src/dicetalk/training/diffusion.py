@@ -101,48 +101,60 @@ def _drops(u: torch.Tensor, opts: DiffusionOptions) -> tuple[torch.Tensor, torch
     return (u < a) | every, ((u >= a) & (u < i)) | every, ((u >= i) & (u < e)) | every
 
 
+def denoise(modules, batch: dict, x: torch.Tensor, sigma: torch.Tensor, prior: torch.Tensor, drops, fps: float, scaling_factor: float, use_bank: bool = False):
+    """``D(x; sigma)``, the EDM-preconditioned denoiser with every condition of a training batch.
+
+    ``prior`` (B, prior_dim) is the emotion prior, ``drops`` the (audio, image, emotion) dropout
+    masks; ``use_bank`` attends to the whole emotion bank as sampling does (training retrieves the
+    nearest code). Returns (denoised x0 (B, F, C, h, w), the UNet's output, the bank's output).
+    """
+    unet, bank = modules["unet"], modules["emotion_bank"]
+    b, f = x.shape[:2]
+    drop_audio, drop_image, drop_emotion = drops
+    s = sigma.view(b, 1, 1, 1, 1)
+    windows = batch["audio_windows"] * (~drop_audio).view(b, 1, 1, 1, 1).to(x.dtype)
+    audio_tokens = modules["audio_projection"](windows)
+    emotion = bank(prior[:, None].expand(b, f, -1), use_bank=use_bank, drop=drop_emotion)
+    keep_image = (~drop_image).to(x.dtype)
+    reference = (batch["reference_latents"] / scaling_factor) * keep_image.view(b, 1, 1, 1)
+    embeds = batch["image_embeds"][:, None] * keep_image.view(b, 1, 1)
+    mask = batch["mask"][:, None].expand(b, 3, *batch["mask"].shape[-2:])
+    mask_features = modules["mask_encoder"](mask)[:, None].expand(b, f, -1, -1, -1)
+    time_ids = torch.tensor([fps - 1, 127.0, 0.0], device=x.device).expand(b, 3)
+
+    sample = torch.cat([x * edm.c_in(s), reference[:, None].expand(b, f, -1, -1, -1)], dim=2)
+    out = unet(
+        sample,
+        edm.c_noise(sigma),
+        embeds,
+        time_ids,
+        audio_tokens=audio_tokens,
+        emotion_tokens=emotion.tokens,
+        mask_features=mask_features,
+    )
+    return edm.c_skip(s) * x + edm.c_out(s) * out.sample, out, emotion
+
+
 def diffusion_loss(opts: DiffusionOptions, fps: float, scaling_factor: float):
     def loss_fn(step, modules, batch, generator):
-        unet, bank = modules["unet"], modules["emotion_bank"]
-        dev = next(unet.parameters()).device
+        dev = next(modules["unet"].parameters()).device
         batch = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch.items()}
         x0 = batch["latents"]  # (B, F, C, h, w), scaled
-        b, f = x0.shape[:2]
+        b = x0.shape[0]
 
         sigma = edm.sample_training_sigmas(b, opts.p_mean, opts.p_std, generator, dev)
         noise = torch.randn(x0.shape, generator=generator, device=dev)
-        s = sigma.view(b, 1, 1, 1, 1)
-        x = x0 + s * noise
-        drop_audio, drop_image, drop_emotion = _drops(torch.rand(b, generator=generator, device=dev), opts)
-
-        windows = batch["audio_windows"] * (~drop_audio).view(b, 1, 1, 1, 1).to(x0.dtype)
-        audio_tokens = modules["audio_projection"](windows)
+        x = x0 + sigma.view(b, 1, 1, 1, 1) * noise
+        drops = _drops(torch.rand(b, generator=generator, device=dev), opts)
         mu, var = batch["prior_mu"], batch["prior_var"]
         prior = mu if opts.deterministic_prior else mu + var.sqrt() * torch.randn(mu.shape, generator=generator, device=dev)
-        emotion = bank(prior[:, None].expand(b, f, -1), use_bank=False, drop=drop_emotion)
-        keep_image = (~drop_image).to(x0.dtype)
-        reference = (batch["reference_latents"] / scaling_factor) * keep_image.view(b, 1, 1, 1)
-        embeds = batch["image_embeds"][:, None] * keep_image.view(b, 1, 1)
-        mask = batch["mask"][:, None].expand(b, 3, *batch["mask"].shape[-2:])
-        mask_features = modules["mask_encoder"](mask)[:, None].expand(b, f, -1, -1, -1)
-        time_ids = torch.tensor([fps - 1, 127.0, 0.0], device=dev).expand(b, 3)
 
-        sample = torch.cat([x * edm.c_in(s), reference[:, None].expand(b, f, -1, -1, -1)], dim=2)
-        out = unet(
-            sample,
-            edm.c_noise(sigma),
-            embeds,
-            time_ids,
-            audio_tokens=audio_tokens,
-            emotion_tokens=emotion.tokens,
-            mask_features=mask_features,
-        )
-        denoised = edm.c_skip(s) * x + edm.c_out(s) * out.sample
-        denoise = (edm.loss_weight(s) * (denoised - x0) ** 2).mean()
-        labelled = batch["labelled"].bool() & ~drop_emotion
+        denoised, out, emotion = denoise(modules, batch, x, sigma, prior, drops, fps, scaling_factor)
+        denoise_loss = (edm.loss_weight(sigma.view(b, 1, 1, 1, 1)) * (denoised - x0) ** 2).mean()
+        labelled = batch["labelled"].bool() & ~drops[2]
         cls = modules["discriminator"].loss(out.mid_features, batch["class_id"].clamp(min=0), weight=labelled.float())
-        loss = denoise + opts.lambda_cls * cls + emotion.vq_loss
-        return loss, {"denoise": denoise.detach(), "cls": cls.detach(), "vq": emotion.vq_loss.detach()}
+        loss = denoise_loss + opts.lambda_cls * cls + emotion.vq_loss
+        return loss, {"denoise": denoise_loss.detach(), "cls": cls.detach(), "vq": emotion.vq_loss.detach()}
 
     return loss_fn
 
