@@ -1,6 +1,6 @@
 """Does a trained denoiser use its conditions? Its loss when each one is swapped or dropped.
 
-On held-out-free training windows of emotion data (reference frame from a neutral clip of the
+On windows of emotion data (training identities by default; ``--split test`` for held-out ones) (reference frame from a neutral clip of the
 same person, as at generation), the denoising loss at fixed noise levels with every condition
 as trained, then with one condition changed:
 
@@ -12,7 +12,7 @@ A denoiser that reads a condition loses accuracy without it (a positive delta); 
 delta is ~0 ignores that condition, whatever its guidance scale. Prints one table::
 
     python benchmarks/condition_use.py DATASET --backbone B --embedder E WEIGHTS [WEIGHTS ...] \
-        [--windows 24] [--sigmas 1.5 4 10] [--readout]
+        [--windows 24] [--sigmas 1.5 4 10] [--readout] [--split train|val|test]
 
 ``--readout`` adds a second table: does the denoiser *draw* the emotion? On level-3 windows of
 happy, surprised and angry (neutral reference frames), its one-shot x0 prediction at each noise
@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--sigmas", type=float, nargs="+", default=[1.5, 4.0, 10.0])
     parser.add_argument("--readout", action="store_true", help="also the judge's reading of the one-shot x0 prediction")
+    parser.add_argument("--split", choices=("train", "val", "test"), default="train", help="whose windows: training or held-out identities")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     from dicetalk.training.diffusion import DiffusionOptions, _collate, build_trainable
 
     cfg = get_config(args.config)
-    cache = build_frame_cache(scan(args.dataset, splits=("train",)), cfg.image_size, progress=False)
+    cache = build_frame_cache(scan(args.dataset, splits=(args.split,)), cfg.image_size, progress=False)
     backbone = load_backbone(args.backbone)
     embedder, priors = load_embedder(args.embedder)
     features = prepare_features(cache, backbone, embedder, progress=False)
@@ -189,11 +190,11 @@ def main(argv: list[str] | None = None) -> None:
         return {name: m.eval() for name, m in parts.items()}
 
     items = emotion_windows(data, cache.records, args.windows, lambda r: r.emotion != "neutral")
-    print(f"{len(items)} emotion windows, neutral reference frames; loss with every condition, then its change (+: the condition is used)\n")
+    print(f"{len(items)} {args.split} emotion windows, neutral reference frames; loss with every condition, then its change (+: the condition is used)\n")
     loss_table(args, parts_of, batched(items), cache, backbone["vae"].config.scaling_factor)
     if args.readout:
         strong = emotion_windows(data, cache.records, args.windows, lambda r: r.emotion in READOUT_EMOTIONS and r.level == 3)
-        print(f"\n{len(strong)} level-3 {'/'.join(READOUT_EMOTIONS)} windows: the emotion judge on the decoded one-shot x0 prediction")
+        print(f"\n{len(strong)} {args.split} level-3 {'/'.join(READOUT_EMOTIONS)} windows: the emotion judge on the decoded one-shot x0 prediction")
         readout_table(args, parts_of, batched(strong), cache, backbone["vae"], priors)
 
 

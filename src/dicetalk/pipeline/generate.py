@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -45,7 +45,6 @@ class GenerateOptions:
     max_seconds: float = 600.0
     transition: float = 0.5  # seconds of crossfade between emotion schedule segments
     windows_per_batch: int = 1
-    extra: dict = field(default_factory=dict)
 
 
 def resolve_device(device: str) -> torch.device:
