@@ -10,7 +10,11 @@ frames of video), so window overlap and guidance branches are included as they r
 A recipe is ``STEPS:SAMPLER:GUIDANCE_FRACTION``; the release's is ``25:euler:1``::
 
     python benchmarks/quality.py DATASET --out runs/quality [--weights DIR] \
-        [--recipes 25:euler:1 10:dpmpp-2m:1 10:dpmpp-2m:0.5] [--emotions neutral,happy,surprised,angry]
+        [--recipes 25:euler:1 10:dpmpp-2m:1 10:dpmpp-2m:0.5] [--emotions neutral,happy,surprised,angry] \
+        [--reference-frame clip|neutral]
+
+``--reference-frame neutral`` animates each person's neutral frame instead of the clip's own first
+frame, so the Emo-Score counts only what the emotion condition draws.
 
 Rendered videos are kept under ``OUT/<recipe>/`` (re-running resumes) with ``report.json``.
 """
@@ -56,6 +60,7 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="weights folder (default: the embedded model)")
     parser.add_argument("--recipes", nargs="+", default=["25:euler:1", "10:dpmpp-2m:1", "10:dpmpp-2m:0.5", "6:dpmpp-2m:0.5"])
     parser.add_argument("--emotions", default="neutral,happy,surprised,angry")
+    parser.add_argument("--reference-frame", default="clip", choices=("clip", "neutral"), help="the clip's first frame or the person's neutral frame")
     parser.add_argument("--max-frames", type=int, default=50, help="frames per clip (from its start)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -74,7 +79,7 @@ def main() -> None:
         steps, sampler, fraction = parse_recipe(text)
         folder = Path(args.out) / text.replace(":", "_")
         opts = RenderOptions(
-            dataset=args.dataset, out=str(folder), weights=args.weights, emotions=tuple(args.emotions.split(",")),
+            dataset=args.dataset, out=str(folder), weights=args.weights, emotions=tuple(args.emotions.split(",")), reference_frame=args.reference_frame,
             steps=steps, sampler=sampler, guidance_fraction=fraction, max_frames=args.max_frames,
         )  # fmt: skip
         counter.frames = 0

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from dicetalk.cli.main import main
+from dicetalk.errors import InputError
+from dicetalk.errors import InputError
 from dicetalk.evaluation.render import RenderOptions, embed_clips, render_evaluation_set
 
 
@@ -46,6 +48,33 @@ def test_render_writes_videos_with_sidecars(two_clip_world, pipe, tmp_path, mode
     stamp = videos[0].stat().st_mtime_ns
     render_evaluation_set(opts, pipe=pipe, progress=False)
     assert videos[0].stat().st_mtime_ns == stamp
+
+
+def test_neutral_reference_frame_animates_the_persons_neutral_frame(tiny_world, pipe, tmp_path):
+    from dicetalk.utils.media import read_video
+
+    seen = []
+
+    class Spy:  # the pipeline, recording the reference image of every call
+        def __getattr__(self, name):
+            return getattr(pipe, name)
+
+        def __call__(self, image, *args, **kwargs):
+            seen.append(np.asarray(image))
+            return pipe(image, *args, **kwargs)
+
+    opts = RenderOptions(str(tiny_world), str(tmp_path), split="train", emotions=("happy",), reference_frame="neutral", steps=1, max_frames=8)
+    videos = render_evaluation_set(opts, pipe=Spy(), progress=False)
+    assert videos and len(seen) == len(videos)
+    for video, image in zip(videos, seen):
+        side = json.loads(video.with_suffix(".json").read_text())
+        person = side["source"].split("/")[1]
+        assert side["reference_frame"].split("/")[1] == person and "/neutral/" in f"/{side['reference_frame']}/"
+        neutral_first = read_video(tiny_world / f"{side['reference_frame']}.mp4", max_frames=1, with_audio=False).frames[0]
+        own_first = read_video(tiny_world / f"{side['source']}.mp4", max_frames=1, with_audio=False).frames[0]
+        assert np.array_equal(image, neutral_first) and not np.array_equal(image, own_first)
+    with pytest.raises(InputError, match="reference frame"):
+        render_evaluation_set(RenderOptions(str(tiny_world), str(tmp_path / "x"), reference_frame="smiling"), pipe=pipe, progress=False)
 
 
 def test_rendered_set_is_scored_by_evaluate(tiny_world, pipe, tmp_path, capsys):

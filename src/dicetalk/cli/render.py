@@ -16,6 +16,7 @@ def render_eval(
     weights: Path | None = typer.Option(None, help="Weights folder (default: the embedded model)."),
     split: str = typer.Option("test"),
     mode: str = typer.Option("label", help="label (prompt priors), reference (another clip, same identity) or other-identity."),
+    reference_frame: str = typer.Option("clip", help="clip (the clip's own first frame) or neutral (the person's neutral clip: the emotion must come from the condition)."),
     levels: str = typer.Option("3", help="Comma-separated intensity levels (neutral is always level 1)."),
     per_group: int = typer.Option(1, help="Clips per identity, emotion and level."),
     steps: int | None = typer.Option(None),
@@ -34,7 +35,7 @@ def render_eval(
     if threads:
         torch.set_num_threads(threads)
     opts = RenderOptions(
-        dataset=str(dataset), out=str(out), weights=str(weights) if weights else None, split=split, mode=mode,
+        dataset=str(dataset), out=str(out), weights=str(weights) if weights else None, split=split, mode=mode, reference_frame=reference_frame,
         levels=tuple(int(x) for x in levels.split(",")), per_group=per_group, steps=steps, sampler=sampler,
         guidance_fraction=guidance_fraction, identity_scale=identity_scale, emotion_scale=emotion_scale, seed=seed,
     )  # fmt: skip

@@ -1,7 +1,10 @@
 """Render the evaluation set: one generated video per held-out clip, with the sidecar ``evaluate`` reads.
 
 For every chosen clip of a split (default: the test identities' MEAD clips at level 3), the
-model animates the clip's first frame with the clip's speech and an emotion condition:
+model animates a reference frame with the clip's speech and an emotion condition. The reference
+frame is the clip's own first frame (``reference_frame="clip"``, which already shows the emotion)
+or the first frame of the same person's neutral clip (``"neutral"``, as a user's portrait: the
+emotion must then come from the condition). The emotion condition is:
 
 * ``label`` — the stored prompt prior of the clip's emotion (the paper's "Ours-P");
 * ``reference`` — the embedder's prior of *another* clip of the same identity and emotion ("Ours-V");
@@ -27,6 +30,7 @@ from ..utils.atomic import write_json
 from ..utils.media import VideoWriter, read_video
 
 MODES = ("label", "reference", "other-identity")
+REFERENCE_FRAMES = ("clip", "neutral")
 
 
 @dataclass
@@ -39,6 +43,7 @@ class RenderOptions:
     emotions: tuple[str, ...] | None = None
     per_group: int = 1  # clips per (identity, emotion, level)
     mode: str = "label"
+    reference_frame: str = "clip"
     steps: int | None = None
     sampler: str | None = None
     guidance_fraction: float | None = None
@@ -72,12 +77,21 @@ def _emotion_reference(record: ClipRecord, pool: list[ClipRecord], mode: str) ->
     return same[0]
 
 
+def _neutral_clip(record: ClipRecord, pool: list[ClipRecord]) -> ClipRecord:
+    same = [r for r in pool if r.identity == record.identity and r.emotion == "neutral"]
+    if not same:
+        raise InputError(f"no neutral clip of {record.identity} for a neutral reference frame")
+    return same[0]
+
+
 def render_evaluation_set(opts: RenderOptions, pipe=None, progress: bool = True) -> list[Path]:
     """Generate every chosen clip; returns the written videos."""
     from ..pipeline.loading import load_pipeline
 
     if opts.mode not in MODES:
         raise InputError(f"unknown mode {opts.mode!r}; expected one of {', '.join(MODES)}")
+    if opts.reference_frame not in REFERENCE_FRAMES:
+        raise InputError(f"unknown reference frame {opts.reference_frame!r}; expected one of {', '.join(REFERENCE_FRAMES)}")
     pipe = pipe or load_pipeline(opts.weights)
     pipe.set_progress_bar_config(disable=True)
     records = scan(opts.dataset, splits=None if opts.split is None else (opts.split,), datasets=("mead",))
@@ -97,6 +111,11 @@ def render_evaluation_set(opts: RenderOptions, pipe=None, progress: bool = True)
         n = len(clip.frames)
         audio = clip.audio[: int(round(n / clip.fps * 16000))]
         sidecar = {"source": record.rel, "emotion": record.emotion, "level": record.level, "mode": opts.mode}
+        first = clip.frames[0]
+        if opts.reference_frame == "neutral":
+            portrait = _neutral_clip(record, records)
+            first = read_video(portrait.video, max_frames=1, with_audio=False).frames[0]
+            sidecar["reference_frame"] = portrait.rel
         if opts.mode == "label":
             prior = pipe.priors.prior(record.emotion)
         else:
@@ -107,7 +126,7 @@ def render_evaluation_set(opts: RenderOptions, pipe=None, progress: bool = True)
         generator = torch.Generator().manual_seed(opts.seed + i)
         with VideoWriter(video, clip.fps, audio=audio) as writer:
             pipe(
-                clip.frames[0], audio, priors, fps=clip.fps, num_inference_steps=opts.steps, sampler=opts.sampler,
+                first, audio, priors, fps=clip.fps, num_inference_steps=opts.steps, sampler=opts.sampler,
                 guidance_fraction=opts.guidance_fraction, identity_scale=opts.identity_scale,
                 audio_emotion_scale=opts.emotion_scale, generator=generator, frame_sink=writer.write,
             )  # fmt: skip
