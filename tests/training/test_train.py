@@ -171,3 +171,5 @@ def test_init_weights_load_into_the_configured_architecture(tmp_path):
     DiceTalkUNet(**{**unet_config, "block_out_channels": (32, 64, 64)}).save_pretrained(tmp_path / "bad" / "unet")
     with pytest.raises(InputError, match="does not fit the configuration"):
         build_trainable(DiffusionOptions(dataset="", out="", backbone="", embedder="", init=str(tmp_path / "bad")))
+    with pytest.raises(InputError, match="no unet/ folder"):  # e.g. a checkpoint pruned since: never a silent fresh start
+        build_trainable(DiffusionOptions(dataset="", out="", backbone="", embedder="", init=str(tmp_path / "step_0006000")))

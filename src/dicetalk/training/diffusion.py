@@ -23,6 +23,7 @@ import torch
 
 from .. import edm
 from ..configs import get_config
+from ..errors import InputError
 from ..data.cache import FrameCache
 from ..data.datasets import DiffusionFeatures, WindowDataset
 from ..models.registry import build_component
@@ -70,6 +71,8 @@ class DiffusionOptions:
 def build_trainable(opts: DiffusionOptions) -> dict[str, torch.nn.Module]:
     """The trained parts, fresh from the configuration or from ``opts.init``."""
     config = get_config(opts.config)
+    if opts.init and not (Path(opts.init) / "unet").is_dir():  # a mistyped or pruned folder must not start fresh silently
+        raise InputError(f"{opts.init}: no unet/ folder to start from (a weights folder or RUN/run/checkpoints/step_N)")
     torch.manual_seed(opts.seed)
     parts = {}
     for name in TRAINABLE:
