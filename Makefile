@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: demo test setup system-packages clean
 
 demo: $(STAMP)
-	$(BIN)/dicetalk generate examples/portrait.png examples/speech.wav --emotion happy --no-crop -o outputs/demo.mp4
+	$(BIN)/dicetalk generate examples/portrait.png examples/speech.wav --emotion "0:surprised,3:sad" --no-crop -o outputs/demo.mp4
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
