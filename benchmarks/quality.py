@@ -11,7 +11,7 @@ A recipe is ``STEPS:SAMPLER:GUIDANCE_FRACTION``; the release's is ``25:euler:1``
 
     python benchmarks/quality.py DATASET --out runs/quality [--weights DIR] \
         [--recipes 25:euler:1 10:dpmpp-2m:1 10:dpmpp-2m:0.5] [--emotions neutral,happy,surprised,angry] \
-        [--reference-frame clip|neutral] [--identity-scale 3] [--emotion-scale 6]
+        [--reference-frame clip|neutral] [--identity-scale S] [--emotion-scale S]
 
 ``--reference-frame neutral`` animates each person's neutral frame instead of the clip's own first
 frame, so the Emo-Score counts only what the emotion condition draws.
@@ -61,8 +61,8 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=["25:euler:1", "10:dpmpp-2m:1", "10:dpmpp-2m:0.5", "6:dpmpp-2m:0.5"])
     parser.add_argument("--emotions", default="neutral,happy,surprised,angry")
     parser.add_argument("--reference-frame", default="clip", choices=("clip", "neutral"), help="the clip's first frame or the person's neutral frame")
-    parser.add_argument("--identity-scale", type=float, default=3.0, help="guidance scale of the reference image")
-    parser.add_argument("--emotion-scale", type=float, default=6.0, help="guidance scale of audio + emotion")
+    parser.add_argument("--identity-scale", type=float, default=None, help="guidance scale of the reference image (default: the model's)")
+    parser.add_argument("--emotion-scale", type=float, default=None, help="guidance scale of audio + emotion (default: the model's)")
     parser.add_argument("--max-frames", type=int, default=50, help="frames per clip (from its start)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

@@ -30,4 +30,4 @@ $DT pretrain "$DATA/world" --out "$RUN/backbone" --steps-scale 0.6 --threads "$T
 [ -f "$RUN/diffusion/model/model_index.json" ] || $DT train "$DATA/world96" --backbone "$RUN/backbone" --embedder "$RUN/embedder" \
     --init "$RUN/scratch/run/checkpoints/step_$(printf %07d "$SCRATCH")" --out "$RUN/diffusion" --steps "$WIDE" --mix 0.75 \
     --threads "$THREADS" $(resume "$RUN/diffusion")
-$DT export "$RUN/diffusion" --out src/dicetalk/assets/default_model --dtype float16 --steps 10 --sampler dpmpp-2m --guidance-fraction 1
+$DT export "$RUN/diffusion" --out src/dicetalk/assets/default_model --dtype float16 --steps 10 --sampler dpmpp-2m --guidance-fraction 1 --identity-scale 1

@@ -61,3 +61,50 @@ def test_guidance_on_part_of_the_steps_runs_one_branch_afterwards():
     assert batches == [3, 3, 1, 1]
     hook.remove()
     assert not np.array_equal(full, half)
+
+
+def test_identity_scale_one_skips_the_unconditional_branch_and_changes_nothing_else():
+    from dicetalk.pipeline.loading import build_random_pipeline
+
+    pipe = build_random_pipeline("tiny")
+    pipe.set_progress_bar_config(disable=True)
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    audio = rng.standard_normal(4000).astype(np.float32)
+    priors = pipe.priors.prior("happy")[None].expand(4, -1)
+    h = int(pipe.unet.config.sample_size)
+    x = torch.randn(4, pipe.unet.config.out_channels, h, h, generator=torch.Generator().manual_seed(2))
+    cond = pipe.prepare_conditions(image, audio, priors, 25.0, None, 0.02, 127, torch.Generator().manual_seed(3))
+    batches = []
+    hook = pipe.unet.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
+    sigma = torch.tensor(2.0)
+    two = pipe._guided_x0(x, sigma, [0], cond, 25.0, identity_scale=1.0, audio_emotion_scale=6.0)
+    assert batches == [2]
+    # The three-branch formula at s_id = 1 + a hair: the skipped branch's weight is that hair.
+    near = pipe._guided_x0(x, sigma, [0], cond, 25.0, identity_scale=1.0 + 1e-6, audio_emotion_scale=6.0)
+    assert batches == [2, 3]
+    hook.remove()
+    torch.testing.assert_close(two, near, atol=1e-4, rtol=0)
+    far = pipe._guided_x0(x, sigma, [0], cond, 25.0, identity_scale=3.0, audio_emotion_scale=6.0)
+    assert (far - two).abs().max() > 1e-2
+
+
+def test_guidance_scales_default_to_the_model_recipe():
+    from dicetalk.pipeline.loading import build_random_pipeline
+
+    pipe = build_random_pipeline("tiny")
+    pipe.set_progress_bar_config(disable=True)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    audio = rng.standard_normal(4000).astype(np.float32)
+    priors = pipe.priors.prior("happy")[None].expand(4, -1)
+
+    def run(**kw):
+        return pipe(image, audio, priors, num_inference_steps=2, generator=torch.Generator().manual_seed(0), **kw).frames
+
+    assert (pipe.config.default_identity_scale, pipe.config.default_emotion_scale) == (3.0, 6.0)  # the release's
+    release = run()
+    assert np.array_equal(release, run(identity_scale=3.0, audio_emotion_scale=6.0))
+    pipe.register_to_config(default_identity_scale=1.0, default_emotion_scale=4.0)
+    assert np.array_equal(run(), run(identity_scale=1.0, audio_emotion_scale=4.0))
+    assert not np.array_equal(run(), release)

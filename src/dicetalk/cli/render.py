@@ -22,8 +22,8 @@ def render_eval(
     steps: int | None = typer.Option(None),
     sampler: str | None = typer.Option(None),
     guidance_fraction: float | None = typer.Option(None),
-    identity_scale: float = typer.Option(3.0),
-    emotion_scale: float = typer.Option(6.0),
+    identity_scale: float | None = typer.Option(None, help="Default: the model's recipe."),
+    emotion_scale: float | None = typer.Option(None, help="Default: the model's recipe."),
     seed: int = typer.Option(0),
     threads: int | None = typer.Option(None),
 ) -> None:

@@ -167,6 +167,8 @@ def export(
     steps: int | None = typer.Option(None, help="Default sampling steps stored with the model (its recipe)."),
     sampler: str | None = typer.Option(None, help="Default sampler stored with the model: euler, heun or dpmpp-2m."),
     guidance_fraction: float | None = typer.Option(None, help="Default share of steps that run all guidance branches."),
+    identity_scale: float | None = typer.Option(None, help="Default guidance scale of the reference image stored with the model."),
+    emotion_scale: float | None = typer.Option(None, help="Default guidance scale of audio + emotion stored with the model."),
 ) -> None:
     """Assemble a complete weights folder from a training run's newest checkpoint."""
     import json
@@ -188,6 +190,9 @@ def export(
         raise InputError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
     if guidance_fraction is not None and not 0.0 <= guidance_fraction <= 1.0:
         raise InputError(f"guidance fraction must be in [0, 1], got {guidance_fraction:g}")
+    for name, scale in (("identity", identity_scale), ("emotion", emotion_scale)):
+        if scale is not None and not 0.0 <= scale <= 50.0:
+            raise InputError(f"{name} scale must be in [0, 50], got {scale:g}")
     options = run / "run" / "options.json"
     if not options.is_file():
         raise InputError(f"{run} is not a training output folder (no run/options.json)")
@@ -201,7 +206,13 @@ def export(
         load_weights(module, checkpoint / name, new_paths=NEW_PATHS)
     step = json.loads((checkpoint / "state.json").read_text())["step"]
     pipe = assemble_pipeline(opts.backbone, opts.embedder, parts)
-    recipe = {"default_steps": steps, "default_sampler": sampler, "default_guidance_fraction": guidance_fraction}
+    recipe = {
+        "default_steps": steps,
+        "default_sampler": sampler,
+        "default_guidance_fraction": guidance_fraction,
+        "default_identity_scale": identity_scale,
+        "default_emotion_scale": emotion_scale,
+    }
     pipe.register_to_config(**{k: v for k, v in recipe.items() if v is not None})
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     typer.echo(f"wrote {save_pipeline(pipe, out, torch_dtype)} (step {step})")

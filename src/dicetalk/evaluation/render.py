@@ -47,8 +47,8 @@ class RenderOptions:
     steps: int | None = None
     sampler: str | None = None
     guidance_fraction: float | None = None
-    identity_scale: float = 3.0
-    emotion_scale: float = 6.0
+    identity_scale: float | None = None  # None: the model's recipe
+    emotion_scale: float | None = None
     seed: int = 0
     max_frames: int = 125
 

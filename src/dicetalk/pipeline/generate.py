@@ -37,8 +37,8 @@ class GenerateOptions:
     size: int | None = None  # output resolution; None: the model's own
     steps: int | None = None  # None: the model's own recipe (model_index.json)
     sampler: str | None = None
-    identity_scale: float = 3.0
-    emotion_scale: float = 6.0  # guidance of audio + emotion
+    identity_scale: float | None = None  # guidance of the reference image; None: the model's recipe
+    emotion_scale: float | None = None  # guidance of audio + emotion; None: the model's recipe
     fps: float = 25.0
     seed: int = 0
     device: str = "auto"

@@ -12,7 +12,8 @@ The release's recipe, on diffusers' building blocks:
 5. EDM sampling (Euler on Karras noise levels, v-prediction) over overlapping windows of frames
    shifted at every step, averaged in latent space; each window runs the three guidance branches
    (nothing / image / image + audio + emotion) in one batched UNet call:
-   ``x0 = x0_none + s_id (x0_image - x0_none) + s_ae (x0_full - x0_image)``;
+   ``x0 = x0_none + s_id (x0_image - x0_none) + s_ae (x0_full - x0_image)``; at ``s_id = 1`` the
+   unconditional branch cancels out and is not run (two branches, a third less work);
 6. chunked VAE decoding, streamed to the caller so memory stays bounded by the window.
 """
 
@@ -82,11 +83,17 @@ class DiceTalkPipeline(DiffusionPipeline):
         default_steps: int = 25,
         default_sampler: str = "euler",
         default_guidance_fraction: float = 1.0,
+        default_identity_scale: float = 3.0,
+        default_emotion_scale: float = 6.0,
     ):
         super().__init__()
         # The sampling recipe this model was tuned for (saved in model_index.json).
         self.register_to_config(
-            default_steps=default_steps, default_sampler=default_sampler, default_guidance_fraction=default_guidance_fraction
+            default_steps=default_steps,
+            default_sampler=default_sampler,
+            default_guidance_fraction=default_guidance_fraction,
+            default_identity_scale=default_identity_scale,
+            default_emotion_scale=default_emotion_scale,
         )
         self.register_modules(
             unet=unet,
@@ -257,20 +264,25 @@ class DiceTalkPipeline(DiffusionPipeline):
                 audio_tokens=audio, emotion_tokens=emotion, mask_features=mask,
             ).sample.float()  # fmt: skip
             return edm.c_skip(sigma) * xs + edm.c_out(sigma) * out
-        # Branches stacked on the batch: [nothing, image, image + audio + emotion].
-        sample = torch.cat([torch.cat([scaled, torch.zeros_like(image)], 2), full_input, full_input])
+        # Branches stacked on the batch: [nothing,] image, image + audio + emotion. At s_id = 1 the
+        # unconditional estimate cancels (none + 1 * (image - none)), so it is not computed.
+        with_none = identity_scale != 1.0
+        n = 3 if with_none else 2
+        null_input = [torch.cat([scaled, torch.zeros_like(image)], 2)] if with_none else []
+        null_embeds = [torch.zeros_like(embeds)] if with_none else []
         out = self.unet(
-            sample,
+            torch.cat([*null_input, full_input, full_input]),
             edm.c_noise(sigma).to(self.unet.dtype),
-            torch.cat([torch.zeros_like(embeds), embeds, embeds]),
-            cond.added_time_ids.expand(3 * nw, -1),
-            audio_tokens=torch.cat([null_audio, null_audio, audio]),
-            emotion_tokens=torch.cat([null_emotion, null_emotion, emotion]),
-            mask_features=cond.mask_features[:, None].expand(3 * nw, w, -1, -1, -1),
+            torch.cat([*null_embeds, embeds, embeds]),
+            cond.added_time_ids.expand(n * nw, -1),
+            audio_tokens=torch.cat([null_audio] * (n - 1) + [audio]),
+            emotion_tokens=torch.cat([null_emotion] * (n - 1) + [emotion]),
+            mask_features=cond.mask_features[:, None].expand(n * nw, w, -1, -1, -1),
         ).sample.float()
-        x0 = edm.c_skip(sigma) * xs + edm.c_out(sigma) * out.view(3, nw, *out.shape[1:])
-        none, image_only, full = x0
-        return none + identity_scale * (image_only - none) + audio_emotion_scale * (full - image_only)
+        x0 = edm.c_skip(sigma) * xs + edm.c_out(sigma) * out.view(n, nw, *out.shape[1:])
+        image_only, full = x0[-2], x0[-1]
+        guided = image_only + audio_emotion_scale * (full - image_only)
+        return guided + (identity_scale - 1.0) * (image_only - x0[0]) if with_none else guided
 
     def denoise_all(
         self,
@@ -320,8 +332,8 @@ class DiceTalkPipeline(DiffusionPipeline):
         priors: torch.Tensor,
         fps: float = 25.0,
         num_inference_steps: int | None = None,
-        identity_scale: float = 3.0,
-        audio_emotion_scale: float = 6.0,
+        identity_scale: float | None = None,
+        audio_emotion_scale: float | None = None,
         face_mask: np.ndarray | None = None,
         overlap: int | None = None,
         shift: int | None = None,
@@ -342,11 +354,14 @@ class DiceTalkPipeline(DiffusionPipeline):
         receives decoded uint8 frames chunk by chunk instead of returning them; ``sampler``:
         ``euler``, ``heun`` or ``dpmpp-2m`` (see :mod:`.sampling`); ``guidance_fraction``: the share
         of the steps (the first, noisiest ones) that run all three guidance branches — the others
-        run the fully conditioned branch alone, a third of the work.
+        run the fully conditioned branch alone, a third of the work; ``identity_scale`` (``s_id``) and
+        ``audio_emotion_scale`` (``s_ae``): the guidance scales (None: the model's recipe).
         """
         num_inference_steps = num_inference_steps or self.config.default_steps
         sampler = sampler or self.config.default_sampler
         guidance_fraction = self.config.default_guidance_fraction if guidance_fraction is None else guidance_fraction
+        identity_scale = self.config.default_identity_scale if identity_scale is None else float(identity_scale)
+        audio_emotion_scale = self.config.default_emotion_scale if audio_emotion_scale is None else float(audio_emotion_scale)
         num_frames = int(priors.shape[0])
         if num_frames < 1:
             raise ValueError("nothing to generate: zero frames")
