@@ -57,7 +57,7 @@ def per_frame_costs(config: str, size: int | None = None) -> tuple[float, float,
 class Setting:
     name: str
     steps: int
-    branches: int = 3  # UNet passes per guided step (3: none / image / image+audio+emotion)
+    branches: int = 3  # UNet passes per guided step (3: none / image / image+audio+emotion; 2 at identity scale 1)
     guided_fraction: float = 1.0  # share of the steps that run every branch; the others run one
     generated_fps: float = 25.0
     output_fps: float = 25.0
@@ -78,6 +78,8 @@ def settings(window: int) -> list[Setting]:
         Setting(f"25 steps, 3 branches, 25 fps, overlap {o}", 25, overlap=o),
         Setting("12 steps, 3 branches, 12.5 fps + interpolation", 12, generated_fps=12.5),
         Setting("10 steps, guidance on 60 % of steps, 12.5 fps", 10, guided_fraction=0.6, generated_fps=12.5),
+        Setting("default model: 10 DPM++ steps, 2 branches (identity scale 1), 25 fps", 10, branches=2, overlap=o),
+        Setting("10 steps, 2 branches, 12.5 fps + interpolation", 10, branches=2, generated_fps=12.5),
         Setting("8 steps, 3 branches, 25 fps", 8),
         Setting("8 steps, guidance on half the steps, 25 fps", 8, guided_fraction=0.5),
         Setting("4 steps, single pass (distilled guidance), 25 fps", 4, branches=1),

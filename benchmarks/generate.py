@@ -2,17 +2,21 @@
 
 CPU (always): the embedded default model (or ``--weights``) renders ``--seconds`` of speech.
 GPU (when one is present): the full-size ``svd-xt`` configuration with random weights in fp16
-at 512x512, the release's recipe (25 steps, three branches, 12.5 generated fps) and the
-project's default recipe, side by side. Prints a table::
+at 512x512. On each device, in one run: the release's recipe (25 Euler steps, three guidance
+branches, identity scale 3) and the default model's own recipe (model_index.json), with the
+ratio. Prints a table::
 
-    python benchmarks/generate.py [--seconds 5] [--weights DIR] [--steps N] [--gpu-only/--cpu-only]
+    python benchmarks/generate.py [--seconds 5] [--weights DIR] [--threads 2] [--gpu-only/--cpu-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,6 +51,32 @@ def run_once(pipe, seconds: float, steps: int, fps: float, **kwargs) -> tuple[fl
     return wall, peak
 
 
+RELEASE = dict(steps=25, sampler="euler", guidance_fraction=1.0, identity_scale=3.0, audio_emotion_scale=6.0)
+
+
+def recipes(pipe) -> list[tuple[str, dict]]:
+    """The release's recipe and the model's own (model_index.json), as pipeline arguments."""
+    c = pipe.config
+    default = dict(steps=c.default_steps, sampler=c.default_sampler, guidance_fraction=c.default_guidance_fraction,
+                   identity_scale=c.default_identity_scale, audio_emotion_scale=c.default_emotion_scale)  # fmt: skip
+    return [("release", RELEASE), ("default", default)]
+
+
+def describe(r: dict) -> str:
+    branches = 2 if r["identity_scale"] == 1.0 else 3
+    share = "" if r["guidance_fraction"] == 1.0 else f" on {r['guidance_fraction']:.0%} of steps"
+    return f"{r['steps']} {r['sampler']} steps, {branches} branches{share}, s_id {r['identity_scale']:g}"
+
+
+def measure(pipe, label: str, seconds: float, fps: float, **kwargs) -> list[tuple]:
+    rows = []
+    for name, r in recipes(pipe):
+        args = {k: v for k, v in r.items() if k != "steps"}
+        wall, peak = run_once(pipe, seconds, r["steps"], fps, **args, **kwargs)
+        rows.append((f"{label}, {name} recipe: {describe(r)}", seconds, wall, peak))
+    return rows
+
+
 def cpu_rows(args) -> list[tuple]:
     from dicetalk.pipeline.loading import load_pipeline
 
@@ -54,32 +84,25 @@ def cpu_rows(args) -> list[tuple]:
     pipe = load_pipeline(args.weights)
     pipe.set_progress_bar_config(disable=True)
     run_once(pipe, 1.0, 1, 25.0)  # warm-up
-    rows = []
-    for steps in args.steps:
-        wall, peak = run_once(pipe, args.seconds, steps, 25.0)
-        recipe = f"{steps} steps {pipe.config.default_sampler}, 3 branches on {pipe.config.default_guidance_fraction:.0%} of steps"
-        rows.append((f"cpu x{args.threads}, {'default model' if args.weights is None else args.weights}, {recipe}, 25 fps", args.seconds, wall, peak))
-    return rows
+    return measure(pipe, f"cpu x{args.threads}, {'default model' if args.weights is None else args.weights}, 25 fps", args.seconds, 25.0)
 
 
 def gpu_rows(args) -> list[tuple]:
     from dicetalk.pipeline.loading import build_random_pipeline
 
     pipe = build_random_pipeline("svd-xt", device="cuda").to(dtype=torch.float16)
+    # The full-size model with the embedded default model's recipe (random weights: speed only).
+    shipped = json.loads((Path(__file__).parents[1] / "src/dicetalk/assets/default_model/model_index.json").read_text())
+    pipe.register_to_config(**{k: v for k, v in shipped.items() if k.startswith("default_")})
     pipe.set_progress_bar_config(disable=True)
-    run_once(pipe, 1.0, 1, 12.5)
-    rows = []
-    for name, steps, fps in (("release: 25 steps, 3 branches, 12.5 fps", 25, 12.5), ("25 steps, 3 branches, 25 fps", 25, 25.0)):
-        wall, peak = run_once(pipe, args.seconds, steps, fps, decode_chunk_size=8)
-        rows.append((f"H100 fp16 svd-xt 512 px, {name}", args.seconds, wall, peak))
-    return rows
+    run_once(pipe, 1.0, 1, 25.0)
+    return measure(pipe, f"{torch.cuda.get_device_name()} fp16 svd-xt 512 px, 25 fps", args.seconds, 25.0, decode_chunk_size=8)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--weights", default=None, help="weights folder (default: the embedded model)")
-    parser.add_argument("--steps", type=int, nargs="+", default=[25, 10])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cpu-only", action="store_true")
     parser.add_argument("--gpu-only", action="store_true")
@@ -89,10 +112,11 @@ def main() -> None:
         rows += cpu_rows(args)
     if torch.cuda.is_available() and not args.cpu_only:
         rows += gpu_rows(args)
-    print("| setting | video s | wall s | s per video s | peak memory GiB |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, seconds, wall, peak in rows:
-        print(f"| {name} | {seconds:g} | {wall:.1f} | {wall / seconds:.2f} | {peak:.2f} |")
+    print("| setting | video s | wall s | s per video s | peak memory GiB | speed-up over the release's recipe |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for i, (name, seconds, wall, peak) in enumerate(rows):
+        release_wall = rows[i - i % 2][2]  # rows come in (release, default) pairs per device
+        print(f"| {name} | {seconds:g} | {wall:.1f} | {wall / seconds:.2f} | {peak:.2f} | {release_wall / wall:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -11,10 +11,12 @@ A recipe is ``STEPS:SAMPLER:GUIDANCE_FRACTION``; the release's is ``25:euler:1``
 
     python benchmarks/quality.py DATASET --out runs/quality [--weights DIR] \
         [--recipes 25:euler:1 10:dpmpp-2m:1 10:dpmpp-2m:0.5] [--emotions neutral,happy,surprised,angry] \
-        [--reference-frame clip|neutral] [--identity-scale S] [--emotion-scale S]
+        [--reference-frame clip|neutral] [--mode label|other-identity] [--identity-scale S] [--emotion-scale S]
 
 ``--reference-frame neutral`` animates each person's neutral frame instead of the clip's own first
-frame, so the Emo-Score counts only what the emotion condition draws.
+frame, so the Emo-Score counts only what the emotion condition draws. ``--mode other-identity``
+takes the emotion prior from a clip of another person (the identity-leakage test: F-SIM should
+stay where the label prior puts it).
 
 Rendered videos are kept under ``OUT/<recipe>/`` (re-running resumes) with ``report.json``.
 """
@@ -60,6 +62,8 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="weights folder (default: the embedded model)")
     parser.add_argument("--recipes", nargs="+", default=["25:euler:1", "10:dpmpp-2m:1", "10:dpmpp-2m:0.5", "6:dpmpp-2m:0.5"])
     parser.add_argument("--emotions", default="neutral,happy,surprised,angry")
+    parser.add_argument("--mode", default="label", choices=("label", "reference", "other-identity"),
+                        help="emotion condition: the label's prompt prior, another clip of the person, or a clip of another person")
     parser.add_argument("--reference-frame", default="clip", choices=("clip", "neutral"), help="the clip's first frame or the person's neutral frame")
     parser.add_argument("--identity-scale", type=float, default=None, help="guidance scale of the reference image (default: the model's)")
     parser.add_argument("--emotion-scale", type=float, default=None, help="guidance scale of audio + emotion (default: the model's)")
@@ -81,7 +85,7 @@ def main() -> None:
         steps, sampler, fraction = parse_recipe(text)
         folder = Path(args.out) / text.replace(":", "_")
         opts = RenderOptions(
-            dataset=args.dataset, out=str(folder), weights=args.weights, emotions=tuple(args.emotions.split(",")), reference_frame=args.reference_frame,
+            dataset=args.dataset, out=str(folder), weights=args.weights, emotions=tuple(args.emotions.split(",")), reference_frame=args.reference_frame, mode=args.mode,
             identity_scale=args.identity_scale, emotion_scale=args.emotion_scale,
             steps=steps, sampler=sampler, guidance_fraction=fraction, max_frames=args.max_frames,
         )  # fmt: skip

@@ -176,3 +176,42 @@ def test_init_weights_load_into_the_configured_architecture(tmp_path):
         build_trainable(DiffusionOptions(dataset="", out="", backbone="", embedder="", init=str(tmp_path / "bad")))
     with pytest.raises(InputError, match="no unet/ folder"):  # e.g. a checkpoint pruned since: never a silent fresh start
         build_trainable(DiffusionOptions(dataset="", out="", backbone="", embedder="", init=str(tmp_path / "step_0006000")))
+
+
+def test_guidance_distillation_trains_one_pass_towards_the_teachers_guided_estimate(stages, tmp_path):
+    from dicetalk.data.datasets import WindowDataset
+    from dicetalk.training.diffusion import TRAINABLE, _collate, build_trainable, distillation_loss
+
+    scale = stages["backbone"]["vae"].config.scaling_factor
+    train_diffusion(_opts(stages, tmp_path / "teacher", 2), stages["cache"], stages["features"], scale)
+    teacher = str(tmp_path / "teacher" / "run" / "checkpoints" / "step_0000002")
+    opts = _opts(stages, tmp_path / "student", 3, distill_from=teacher, distill_identity_scale=2.0, distill_emotion_scale=6.0, trainable=("unet",))
+    student = train_diffusion(opts, stages["cache"], stages["features"], scale)
+    frozen = build_trainable(_opts(stages, tmp_path / "unused", 1, init=teacher))
+    for name in TRAINABLE:  # only the UNet learns; the conditioning stays the teacher's
+        same = all(torch.equal(a, b) for a, b in zip(frozen[name].state_dict().values(), student[name].state_dict().values()))
+        assert same == (name != "unet"), name
+    assert json.loads((tmp_path / "student" / "run" / "options.json").read_text())["distill_from"] == teacher
+    assert main(["export", str(tmp_path / "student"), "--out", str(tmp_path / "distilled")]) == 0
+    from dicetalk.pipeline.loading import load_pipeline
+
+    assert load_pipeline(tmp_path / "distilled").config.default_guidance_fraction == 0.0  # one pass per step
+
+    # The loss pulls the single fully conditioned pass to the guided estimate: fitted on one batch,
+    # the distance falls far below where the student (a copy of the teacher) starts.
+    dataset = WindowDataset(stages["cache"], 4, seed=1, mix=opts.mix, features=stages["features"], with_pixels=False)
+    batch = _collate([dataset[i] for i in range(2)])
+    loss_fn = distillation_loss(opts, frozen["unet"], stages["cache"].fps, scale)
+    unet = build_trainable(_opts(stages, tmp_path / "unused", 1, init=teacher))["unet"]
+    optimizer = torch.optim.Adam(unet.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(30):
+        loss = loss_fn(0, {**frozen, "unet": unet}, batch, torch.Generator().manual_seed(0))[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.3 * losses[0], losses
+    with pytest.raises(Exception, match="teacher"):  # a student may not start from other weights
+        train_diffusion(_opts(stages, tmp_path / "bad", 2, distill_from=teacher, init=str(tmp_path), distill_identity_scale=1.0,
+                              distill_emotion_scale=6.0, trainable=("unet",)), stages["cache"], stages["features"], scale)  # fmt: skip

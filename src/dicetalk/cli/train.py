@@ -118,6 +118,11 @@ def train(
         help="Emotion data take their reference frame from a neutral clip of the same person (else from the same video).",
     ),  # fmt: skip
     unet_trainable: str = typer.Option("all", help="'all', or 'cross-attention': only the UNet's condition paths (audio/emotion cross-attention, global emotion path)."),
+    distill_from: Path | None = typer.Option(
+        None, help="Guidance distillation: a trained weights folder or checkpoint (the teacher); its UNet learns to give the guided estimate in one pass.",
+    ),
+    distill_identity_scale: float = typer.Option(1.0, help="The teacher's identity guidance scale (with --distill-from)."),
+    distill_emotion_scale: float = typer.Option(6.0, help="The teacher's audio + emotion guidance scale (with --distill-from)."),
     workers: int = typer.Option(0, help="Data loader workers."),
     mixed_precision: str = typer.Option("no", help="no, fp16 or bf16."),
     save_every: int = typer.Option(500),
@@ -133,14 +138,21 @@ def train(
 
     from ..configs import get_config
     from ..training.assemble import assemble_pipeline, load_backbone, load_embedder, prepare_features, save_pipeline
+    from ..errors import InputError
     from ..training.diffusion import DiffusionOptions, train_diffusion
 
     _threads(threads)
+    distill = {}
+    if distill_from is not None:
+        if init is not None:
+            raise InputError("--distill-from starts the student from the teacher; leave --init out")
+        distill = dict(distill_from=str(distill_from), distill_identity_scale=distill_identity_scale,
+                       distill_emotion_scale=distill_emotion_scale, trainable=("unet",))  # fmt: skip
     opts = DiffusionOptions(
         dataset=str(dataset), out=str(out), backbone=str(backbone), embedder=str(embedder), config=config,
         init=str(init) if init else None, steps=steps, batch=batch, frames=frames, lr=lr, warmup=warmup, mix=mix, lambda_cls=lambda_cls,
         emotion_bank=emotion_bank, deterministic_prior=deterministic_prior, neutral_reference=neutral_reference, unet_trainable=unet_trainable,
-        workers=workers, mixed_precision=mixed_precision, save_every=save_every, seed=seed,
+        workers=workers, mixed_precision=mixed_precision, save_every=save_every, seed=seed, **distill,
     )
     cfg = get_config(config)
     cache = _cache(dataset, cfg.image_size, cache_dir)
@@ -155,6 +167,8 @@ def train(
         typer.echo(summarize(trained))
         return
     pipe = assemble_pipeline(backbone, embedder, trained)
+    if distill:  # a distilled UNet already gives the guided estimate: sample it with one branch
+        pipe.register_to_config(default_guidance_fraction=0.0, default_identity_scale=distill_identity_scale, default_emotion_scale=distill_emotion_scale)
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[export_dtype]
     typer.echo(f"wrote {save_pipeline(pipe, Path(out) / 'model', dtype)}")
 
@@ -206,6 +220,8 @@ def export(
         load_weights(module, checkpoint / name, new_paths=NEW_PATHS)
     step = json.loads((checkpoint / "state.json").read_text())["step"]
     pipe = assemble_pipeline(opts.backbone, opts.embedder, parts)
+    if opts.distill_from and guidance_fraction is None:  # a distilled UNet gives the guided estimate in one pass
+        guidance_fraction = 0.0
     recipe = {
         "default_steps": steps,
         "default_sampler": sampler,

@@ -11,11 +11,21 @@ through), and the discriminator classifying the UNet mid-block features into the
 classes. Conditions are dropped for classifier-free guidance: 5 % audio, 5 % image, 5 %
 emotion, 5 % all. Frozen components (VAE, image encoder, audio encoder, embedder) only enter
 through features cached once (:mod:`dicetalk.data.features`).
+
+Guidance distillation (``distill_from``, issue 7): the UNet alone learns to give, in one pass with
+every condition, what the frozen teacher gives with its guidance branches,
+
+    D_student(x; sigma, c) -> D_image + s_ae (D_full - D_image) [+ (s_id - 1)(D_image - D_none)],
+
+on the same windows and noise levels (conditioning modules shared with the teacher and frozen,
+the emotion bank attended as at sampling). The distilled model samples with one branch
+(``export --guidance-fraction 0``): a half or a third of the UNet work per step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +76,9 @@ class DiffusionOptions:
     save_every: int = 500
     log_every: int = 25
     cache_dir: str | None = None
+    distill_from: str | None = None  # teacher weights: train the UNet to give its guided estimate in one pass
+    distill_identity_scale: float | None = None  # the teacher's guidance scales (set when distilling)
+    distill_emotion_scale: float | None = None
 
 
 def build_trainable(opts: DiffusionOptions) -> dict[str, torch.nn.Module]:
@@ -162,6 +175,34 @@ def diffusion_loss(opts: DiffusionOptions, fps: float, scaling_factor: float):
     return loss_fn
 
 
+def distillation_loss(opts: DiffusionOptions, teacher_unet: torch.nn.Module, fps: float, scaling_factor: float):
+    """EDM-weighted distance of the student's single pass to the teacher's guided estimate."""
+    s_id, s_ae = opts.distill_identity_scale, opts.distill_emotion_scale
+
+    def loss_fn(step, modules, batch, generator):
+        dev = next(modules["unet"].parameters()).device
+        batch = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        x0 = batch["latents"]
+        b = x0.shape[0]
+        sigma = edm.sample_training_sigmas(b, opts.p_mean, opts.p_std, generator, dev)
+        x = x0 + sigma.view(b, 1, 1, 1, 1) * torch.randn(x0.shape, generator=generator, device=dev)
+        prior = batch["prior_mu"]
+        keep, drop = torch.zeros(b, dtype=torch.bool, device=dev), torch.ones(b, dtype=torch.bool, device=dev)
+        teacher = {**modules, "unet": teacher_unet}
+        with torch.no_grad():
+            full = denoise(teacher, batch, x, sigma, prior, (keep, keep, keep), fps, scaling_factor, use_bank=True)[0]
+            image = denoise(teacher, batch, x, sigma, prior, (drop, keep, drop), fps, scaling_factor, use_bank=True)[0]
+            target = image + s_ae * (full - image)
+            if s_id != 1.0:
+                none = denoise(teacher, batch, x, sigma, prior, (drop, drop, drop), fps, scaling_factor, use_bank=True)[0]
+                target = target + (s_id - 1.0) * (image - none)
+        student = denoise(modules, batch, x, sigma, prior, (keep, keep, keep), fps, scaling_factor, use_bank=True)[0]
+        loss = (edm.loss_weight(sigma.view(b, 1, 1, 1, 1)) * (student - target) ** 2).mean()
+        return loss, {"distill": loss.detach()}
+
+    return loss_fn
+
+
 def _collate(items: list[dict]) -> dict:
     out = {}
     for key in items[0]:
@@ -172,6 +213,14 @@ def _collate(items: list[dict]) -> dict:
 
 def train_diffusion(opts: DiffusionOptions, cache: FrameCache, features: DiffusionFeatures, scaling_factor: float, resume: bool = False, dry_run: bool = False):
     """Train; the trained parts are saved in every checkpoint of ``OUT/run``. Returns the parts."""
+    if opts.distill_from:
+        if opts.init and opts.init != opts.distill_from:
+            raise InputError("distillation starts the student from its teacher: leave --init out")
+        if opts.distill_identity_scale is None or opts.distill_emotion_scale is None:
+            raise InputError("distillation needs the teacher's guidance scales")
+        if tuple(opts.trainable) != ("unet",):
+            raise InputError("distillation trains the UNet only (trainable = ('unet',))")
+        opts = replace(opts, init=opts.distill_from)
     parts = build_trainable(opts)
     dataset = WindowDataset(cache, opts.frames, seed=opts.seed, mix=opts.mix, features=features, with_pixels=False, neutral_reference=opts.neutral_reference)
     run = Run(Path(opts.out) / "run", opts, resume=resume)
@@ -184,11 +233,16 @@ def train_diffusion(opts: DiffusionOptions, cache: FrameCache, features: Diffusi
         return torch.utils.data.DataLoader(dataset, batch_size=opts.batch, sampler=sampler, num_workers=opts.workers, collate_fn=_collate)
 
     modules = {name: parts[name] for name in TRAINABLE}
+    if opts.distill_from:
+        teacher = copy.deepcopy(parts["unet"]).requires_grad_(False).eval().to(accelerator.device)
+        loss_fn = distillation_loss(opts, teacher, cache.fps, scaling_factor)
+    else:
+        loss_fn = diffusion_loss(opts, cache.fps, scaling_factor)
     fit(
         run,
         accelerator,
         modules,
-        diffusion_loss(opts, cache.fps, scaling_factor),
+        loss_fn,
         steps=opts.steps,
         lr=opts.lr,
         seed=opts.seed,
