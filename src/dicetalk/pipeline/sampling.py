@@ -30,10 +30,11 @@ def sample(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor, sampler: str
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
     previous = None
     steps = len(sigmas) - 1
+    final = (sigmas.cpu() == 0).tolist()  # control flow decided once, not by a device sync per step
     for i in range(steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0 = denoise(x, sigma, i)
-        if sigma_next == 0:
+        if final[i + 1]:
             x = x0
         elif sampler == "euler":
             x = x + (x - x0) / sigma * (sigma_next - sigma)
