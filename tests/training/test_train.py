@@ -195,7 +195,8 @@ def test_guidance_distillation_trains_one_pass_towards_the_teachers_guided_estim
     assert main(["export", str(tmp_path / "student"), "--out", str(tmp_path / "distilled")]) == 0
     from dicetalk.pipeline.loading import load_pipeline
 
-    assert load_pipeline(tmp_path / "distilled").config.default_guidance_fraction == 0.0  # one pass per step
+    distilled = load_pipeline(tmp_path / "distilled").config
+    assert (distilled.default_guidance_fraction, distilled.default_identity_scale) == (0.0, 2.0)  # one pass per step
 
     # The loss pulls the single fully conditioned pass to the guided estimate: fitted on one batch,
     # the distance falls far below where the student (a copy of the teacher) starts.

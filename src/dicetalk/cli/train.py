@@ -220,8 +220,10 @@ def export(
         load_weights(module, checkpoint / name, new_paths=NEW_PATHS)
     step = json.loads((checkpoint / "state.json").read_text())["step"]
     pipe = assemble_pipeline(opts.backbone, opts.embedder, parts)
-    if opts.distill_from and guidance_fraction is None:  # a distilled UNet gives the guided estimate in one pass
-        guidance_fraction = 0.0
+    if opts.distill_from:  # a distilled UNet gives the guided estimate in one pass; its scales are the teacher's
+        guidance_fraction = 0.0 if guidance_fraction is None else guidance_fraction
+        identity_scale = opts.distill_identity_scale if identity_scale is None else identity_scale
+        emotion_scale = opts.distill_emotion_scale if emotion_scale is None else emotion_scale
     recipe = {
         "default_steps": steps,
         "default_sampler": sampler,
