@@ -80,6 +80,7 @@ def settings(window: int) -> list[Setting]:
         Setting("10 steps, guidance on 60 % of steps, 12.5 fps", 10, guided_fraction=0.6, generated_fps=12.5),
         Setting("default model: 10 DPM++ steps, 2 branches (identity scale 1), 25 fps", 10, branches=2, overlap=o),
         Setting("10 steps, 2 branches, 12.5 fps + interpolation", 10, branches=2, generated_fps=12.5),
+        Setting("guidance-distilled: 10 DPM++ steps, 1 pass, 25 fps", 10, branches=1, overlap=o),
         Setting("8 steps, 3 branches, 25 fps", 8),
         Setting("8 steps, guidance on half the steps, 25 fps", 8, guided_fraction=0.5),
         Setting("4 steps, single pass (distilled guidance), 25 fps", 4, branches=1),
