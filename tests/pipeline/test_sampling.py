@@ -43,17 +43,22 @@ def test_unknown_sampler_is_refused():
         sample(lambda x, s, i: x, torch.zeros(1), torch.tensor([1.0, 0.0]), "ddim")
 
 
-def test_guidance_on_part_of_the_steps_runs_one_branch_afterwards():
+def _tiny_one_window(seed: int = 0):
+    """A tiny random pipeline and a one-window input (4 frames): image, audio, priors."""
     from dicetalk.pipeline.loading import build_random_pipeline
 
     pipe = build_random_pipeline("tiny")
     pipe.set_progress_bar_config(disable=True)
-    batches = []
-    hook = pipe.unet.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
     audio = rng.standard_normal(4000).astype(np.float32)
-    priors = pipe.priors.prior("happy")[None].expand(4, -1)  # one window
+    return pipe, image, audio, pipe.priors.prior("happy")[None].expand(4, -1)
+
+
+def test_guidance_on_part_of_the_steps_runs_one_branch_afterwards():
+    pipe, image, audio, priors = _tiny_one_window()
+    batches = []
+    hook = pipe.unet.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
     full = pipe(image, audio, priors, num_inference_steps=4, generator=torch.Generator().manual_seed(0)).frames
     assert batches == [3, 3, 3, 3]
     batches.clear()
@@ -64,14 +69,7 @@ def test_guidance_on_part_of_the_steps_runs_one_branch_afterwards():
 
 
 def test_identity_scale_one_skips_the_unconditional_branch_and_changes_nothing_else():
-    from dicetalk.pipeline.loading import build_random_pipeline
-
-    pipe = build_random_pipeline("tiny")
-    pipe.set_progress_bar_config(disable=True)
-    rng = np.random.default_rng(1)
-    image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
-    audio = rng.standard_normal(4000).astype(np.float32)
-    priors = pipe.priors.prior("happy")[None].expand(4, -1)
+    pipe, image, audio, priors = _tiny_one_window(seed=1)
     h = int(pipe.unet.config.sample_size)
     x = torch.randn(4, pipe.unet.config.out_channels, h, h, generator=torch.Generator().manual_seed(2))
     cond = pipe.prepare_conditions(image, audio, priors, 25.0, None, 0.02, 127, torch.Generator().manual_seed(3))
@@ -90,14 +88,7 @@ def test_identity_scale_one_skips_the_unconditional_branch_and_changes_nothing_e
 
 
 def test_guidance_scales_default_to_the_model_recipe():
-    from dicetalk.pipeline.loading import build_random_pipeline
-
-    pipe = build_random_pipeline("tiny")
-    pipe.set_progress_bar_config(disable=True)
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
-    audio = rng.standard_normal(4000).astype(np.float32)
-    priors = pipe.priors.prior("happy")[None].expand(4, -1)
+    pipe, image, audio, priors = _tiny_one_window()
 
     def run(**kw):
         return pipe(image, audio, priors, num_inference_steps=2, generator=torch.Generator().manual_seed(0), **kw).frames
