@@ -281,8 +281,8 @@ class DiceTalkPipeline(DiffusionPipeline):
         ).sample.float()
         x0 = edm.c_skip(sigma) * xs + edm.c_out(sigma) * out.view(n, nw, *out.shape[1:])
         image_only, full = x0[-2], x0[-1]
-        guided = image_only + audio_emotion_scale * (full - image_only)
-        return guided + (identity_scale - 1.0) * (image_only - x0[0]) if with_none else guided
+        estimate = image_only + audio_emotion_scale * (full - image_only)
+        return estimate + (identity_scale - 1.0) * (image_only - x0[0]) if with_none else estimate
 
     def denoise_all(
         self,
