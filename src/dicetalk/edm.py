@@ -49,3 +49,17 @@ def karras_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 700.0
 def expand(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Broadcast a per-sample sigma (B,) over a (B, ...) tensor."""
     return sigma.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+
+
+def guided(image: torch.Tensor, full: torch.Tensor, emotion_scale: float, identity_scale: float = 1.0, none: torch.Tensor | None = None) -> torch.Tensor:
+    """Classifier-free guidance over the two condition groups (sampling and distillation alike):
+
+    ``none + s_id (image - none) + s_ae (full - image)`` = ``image + s_ae (full - image) + (s_id - 1)(image - none)``;
+    at ``s_id = 1`` the unconditional estimate cancels and ``none`` is not needed.
+    """
+    estimate = image + emotion_scale * (full - image)
+    if identity_scale == 1.0:
+        return estimate
+    if none is None:
+        raise ValueError("identity scale != 1 needs the unconditional estimate")
+    return estimate + (identity_scale - 1.0) * (image - none)

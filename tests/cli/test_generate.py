@@ -100,6 +100,8 @@ CASES = [
     (None, None, ["--steps", "0"], "steps"),
     (None, None, ["--device", "tpu"], "device"),
     (None, None, ["--sampler", "ddim"], "unknown sampler"),
+    (None, None, ["--identity-scale", "-1"], "identity scale must be in"),
+    (None, None, ["--emotion-scale", "nan"], "emotion scale must be in"),
 ]
 
 

@@ -139,6 +139,7 @@ def train(
     from ..configs import get_config
     from ..training.assemble import assemble_pipeline, load_backbone, load_embedder, prepare_features, save_pipeline
     from ..errors import InputError
+    from ..pipeline.generate import check_guidance_scale
     from ..training.diffusion import DiffusionOptions, train_diffusion
 
     _threads(threads)
@@ -146,6 +147,8 @@ def train(
     if distill_from is not None:
         if init is not None:
             raise InputError("--distill-from starts the student from the teacher; leave --init out")
+        check_guidance_scale("identity", distill_identity_scale)
+        check_guidance_scale("emotion", distill_emotion_scale)
         distill = dict(distill_from=str(distill_from), distill_identity_scale=distill_identity_scale,
                        distill_emotion_scale=distill_emotion_scale, trainable=("unet",))  # fmt: skip
     opts = DiffusionOptions(
@@ -167,10 +170,21 @@ def train(
         typer.echo(summarize(trained))
         return
     pipe = assemble_pipeline(backbone, embedder, trained)
-    if distill:  # a distilled UNet already gives the guided estimate: sample it with one branch
-        pipe.register_to_config(default_guidance_fraction=0.0, default_identity_scale=distill_identity_scale, default_emotion_scale=distill_emotion_scale)
+    _store_recipe(pipe, opts)
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[export_dtype]
     typer.echo(f"wrote {save_pipeline(pipe, Path(out) / 'model', dtype)}")
+
+
+def _store_recipe(pipe, opts, **recipe) -> None:
+    """Store a sampling recipe with the model (model_index.json); unset values keep the pipeline's defaults.
+
+    A distilled UNet gives its teacher's guided estimate in one pass: unless told otherwise it
+    samples with no guided step, and its scales are the teacher's.
+    """
+    if opts.distill_from:
+        defaults = {"guidance_fraction": 0.0, "identity_scale": opts.distill_identity_scale, "emotion_scale": opts.distill_emotion_scale}
+        recipe = {**defaults, **{k: v for k, v in recipe.items() if v is not None}}
+    pipe.register_to_config(**{f"default_{k}": v for k, v in recipe.items() if v is not None})
 
 
 @app.command()
@@ -194,6 +208,7 @@ def export(
     from ..training.common import Run, load_weights
     from ..training.diffusion import NEW_PATHS, DiffusionOptions, build_trainable
 
+    from ..pipeline.generate import check_guidance_scale
     from ..pipeline.sampling import SAMPLERS
 
     if dtype not in ("float32", "float16", "bfloat16"):
@@ -204,9 +219,8 @@ def export(
         raise InputError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
     if guidance_fraction is not None and not 0.0 <= guidance_fraction <= 1.0:
         raise InputError(f"guidance fraction must be in [0, 1], got {guidance_fraction:g}")
-    for name, scale in (("identity", identity_scale), ("emotion", emotion_scale)):
-        if scale is not None and not 0.0 <= scale <= 50.0:
-            raise InputError(f"{name} scale must be in [0, 50], got {scale:g}")
+    check_guidance_scale("identity", identity_scale)
+    check_guidance_scale("emotion", emotion_scale)
     options = run / "run" / "options.json"
     if not options.is_file():
         raise InputError(f"{run} is not a training output folder (no run/options.json)")
@@ -220,17 +234,6 @@ def export(
         load_weights(module, checkpoint / name, new_paths=NEW_PATHS)
     step = json.loads((checkpoint / "state.json").read_text())["step"]
     pipe = assemble_pipeline(opts.backbone, opts.embedder, parts)
-    if opts.distill_from:  # a distilled UNet gives the guided estimate in one pass; its scales are the teacher's
-        guidance_fraction = 0.0 if guidance_fraction is None else guidance_fraction
-        identity_scale = opts.distill_identity_scale if identity_scale is None else identity_scale
-        emotion_scale = opts.distill_emotion_scale if emotion_scale is None else emotion_scale
-    recipe = {
-        "default_steps": steps,
-        "default_sampler": sampler,
-        "default_guidance_fraction": guidance_fraction,
-        "default_identity_scale": identity_scale,
-        "default_emotion_scale": emotion_scale,
-    }
-    pipe.register_to_config(**{k: v for k, v in recipe.items() if v is not None})
+    _store_recipe(pipe, opts, steps=steps, sampler=sampler, guidance_fraction=guidance_fraction, identity_scale=identity_scale, emotion_scale=emotion_scale)
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     typer.echo(f"wrote {save_pipeline(pipe, out, torch_dtype)} (step {step})")

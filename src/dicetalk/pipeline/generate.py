@@ -47,6 +47,12 @@ class GenerateOptions:
     windows_per_batch: int = 1
 
 
+def check_guidance_scale(name: str, scale: float | None) -> None:
+    """A guidance scale must be a finite number in [0, 50] (None: the model's recipe)."""
+    if scale is not None and not 0.0 <= scale <= 50.0:  # also refuses nan
+        raise InputError(f"{name} scale must be in [0, 50], got {scale:g}")
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -114,6 +120,8 @@ def generate(opts: GenerateOptions, progress: Callable[[float], None] | None = N
 
     if opts.sampler is not None and opts.sampler not in SAMPLERS:
         raise InputError(f"unknown sampler {opts.sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    check_guidance_scale("identity", opts.identity_scale)
+    check_guidance_scale("emotion", opts.emotion_scale)
     if not (1.0 <= opts.fps <= 60.0):
         raise InputError(f"fps must be 1..60, got {opts.fps:g}")
     if opts.output.suffix.lower() != ".mp4":

@@ -280,9 +280,7 @@ class DiceTalkPipeline(DiffusionPipeline):
             mask_features=cond.mask_features[:, None].expand(n * nw, w, -1, -1, -1),
         ).sample.float()
         x0 = edm.c_skip(sigma) * xs + edm.c_out(sigma) * out.view(n, nw, *out.shape[1:])
-        image_only, full = x0[-2], x0[-1]
-        estimate = image_only + audio_emotion_scale * (full - image_only)
-        return estimate + (identity_scale - 1.0) * (image_only - x0[0]) if with_none else estimate
+        return edm.guided(x0[-2], x0[-1], audio_emotion_scale, identity_scale, x0[0] if with_none else None)
 
     def denoise_all(
         self,

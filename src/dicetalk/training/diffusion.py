@@ -192,10 +192,8 @@ def distillation_loss(opts: DiffusionOptions, teacher_unet: torch.nn.Module, fps
         with torch.no_grad():
             full = denoise(teacher, batch, x, sigma, prior, (keep, keep, keep), fps, scaling_factor, use_bank=True)[0]
             image = denoise(teacher, batch, x, sigma, prior, (drop, keep, drop), fps, scaling_factor, use_bank=True)[0]
-            target = image + s_ae * (full - image)
-            if s_id != 1.0:
-                none = denoise(teacher, batch, x, sigma, prior, (drop, drop, drop), fps, scaling_factor, use_bank=True)[0]
-                target = target + (s_id - 1.0) * (image - none)
+            none = denoise(teacher, batch, x, sigma, prior, (drop, drop, drop), fps, scaling_factor, use_bank=True)[0] if s_id != 1.0 else None
+            target = edm.guided(image, full, s_ae, s_id, none)
         student = denoise(modules, batch, x, sigma, prior, (keep, keep, keep), fps, scaling_factor, use_bank=True)[0]
         loss = (edm.loss_weight(sigma.view(b, 1, 1, 1, 1)) * (student - target) ** 2).mean()
         return loss, {"distill": loss.detach()}
