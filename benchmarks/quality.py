@@ -18,6 +18,9 @@ frame, so the Emo-Score counts only what the emotion condition draws. ``--mode o
 takes the emotion prior from a clip of another person (the identity-leakage test: F-SIM should
 stay where the label prior puts it).
 
+Two rows close the table: the same clips encoded and decoded by the model's autoencoder alone
+(the ceiling of a latent model with this autoencoder) and ground truth.
+
 Rendered videos are kept under ``OUT/<recipe>/`` (re-running resumes) with ``report.json``.
 """
 
@@ -73,7 +76,7 @@ def main() -> None:
 
     from dicetalk.evaluation.evaluate import collect_generated, collect_ground_truth, evaluate_items
     from dicetalk.evaluation.judges import load_judges
-    from dicetalk.evaluation.render import RenderOptions, render_evaluation_set
+    from dicetalk.evaluation.render import RenderOptions, render_autoencoder_set, render_evaluation_set
     from dicetalk.pipeline.loading import load_pipeline
 
     torch.set_num_threads(args.threads)
@@ -105,7 +108,12 @@ def main() -> None:
         measured = json.loads(timing.read_text()) if timing.is_file() else {}
         rows.append((text, measured.get("unet_evals_per_frame"), measured.get("seconds_per_video_second"), report))
 
-    # The same source clips, ground truth scored as if generated: the ceiling of every column.
+    # The same source clips through the autoencoder alone, and ground truth scored as if generated.
+    folder = Path(args.out) / "autoencoder"
+    render_autoencoder_set(RenderOptions(dataset=args.dataset, out=str(folder), emotions=tuple(args.emotions.split(",")), max_frames=args.max_frames), pipe=pipe, progress=False)
+    torch.set_num_threads(args.threads)
+    items_ae, warnings = collect_generated(folder, args.dataset)
+    rows.append(("autoencoder round trip (no diffusion)", None, None, evaluate_items(items_ae, judges=judges, progress=False, warnings=warnings)))
     sources = {it.source.relative for it in items}
     truth = [it for it in collect_ground_truth(args.dataset) if it.source.relative in sources]
     rows.append(("ground truth (whole clips)", None, None, evaluate_items(truth, judges=judges, progress=False)))

@@ -12,6 +12,10 @@ emotion must then come from the condition). The emotion condition is:
   identity-leakage test: the output should keep the target's identity).
 
 Each ``OUT/<name>.mp4`` gets ``OUT/<name>.json``: ``{"source", "emotion", "level", "mode", ...}``.
+
+:func:`render_autoencoder_set` writes the same clips through the model's autoencoder alone
+(encode, decode: no diffusion): the ceiling of every judge score a latent model of this
+autoencoder can reach.
 """
 
 from __future__ import annotations
@@ -132,6 +136,34 @@ def render_evaluation_set(opts: RenderOptions, pipe=None, progress: bool = True)
             )  # fmt: skip
             writer.finish()
         write_json(video.with_suffix(".json"), sidecar)
+        written.append(video)
+    return written
+
+
+@torch.no_grad()
+def render_autoencoder_set(opts: RenderOptions, pipe=None, progress: bool = True) -> list[Path]:
+    """The chosen clips (``opts.max_frames`` frames) encoded and decoded by the model's VAE at its image size."""
+    from ..pipeline.loading import load_pipeline
+
+    pipe = pipe or load_pipeline(opts.weights)
+    clips = choose_clips(scan(opts.dataset, splits=None if opts.split is None else (opts.split,), datasets=("mead",)), opts)
+    if not clips:
+        raise InputError(f"{opts.dataset}: no clips to render for split {opts.split!r}")
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    size, vae = pipe.image_size, pipe.vae
+    written = []
+    for record in tqdm(clips, desc="render autoencoder", disable=not progress, unit="clip"):
+        video = out / (record.rel.replace("/", "__") + ".mp4")
+        if not (video.is_file() and video.with_suffix(".json").is_file()):
+            clip = read_video(record.video, max_frames=opts.max_frames)
+            pixels = torch.cat([pipe._pixels(frame, size) for frame in clip.frames]).to(vae.dtype)
+            latents = vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
+            audio = clip.audio[: int(round(len(clip.frames) / clip.fps * 16000))]
+            with VideoWriter(video, clip.fps, audio=audio) as writer:
+                pipe.decode(latents, chunk=pipe.window, sink=writer.write)
+                writer.finish()
+            write_json(video.with_suffix(".json"), {"source": record.rel, "emotion": record.emotion, "level": record.level, "mode": "autoencoder"})
         written.append(video)
     return written
 
