@@ -4,12 +4,13 @@
 # Stages (each resumes if interrupted; re-run the script to continue):
 #   1. two synthetic worlds: the `default` preset (judges, backbone, embedder, the denoiser's first
 #      stage) and one with 96 MEAD-like identities of one sentence each (new faces to generalise to)
-#   2. backbone stand-ins: VAE, Whisper encoder, CLIP image encoder, expression encoder
+#   2. backbone stand-ins: VAE, Whisper encoder, CLIP image encoder, expression encoder; then the
+#      VAE's decoder fine-tuned alone (the encoder, so the latent space, stays as it is)
 #   3. the emotion embedder and the per-emotion prompt priors
 #   4. the denoiser from scratch with neutral reference frames (the emotion must come from the
 #      conditions, not be copied from the reference), 3/4 emotion data
 #   5. the same denoiser continued on the 96-identity world
-#   6. export in float16 with the sampling recipe (10 DPM++ 2M steps, guidance on every step), into the package
+#   6. export in float16 with the fine-tuned decoder and the sampling recipe (10 DPM++ 2M steps, guidance on every step), into the package
 set -euo pipefail
 DATA=${1:-data}
 RUN=${2:-runs/default}
@@ -23,6 +24,7 @@ resume() { [ -d "$1/run/checkpoints" ] && echo --resume || true; }
 [ -f "$DATA/world/splits.json" ] || $DT synth "$DATA/world" --preset default --seed 0
 [ -f "$DATA/world96/splits.json" ] || $DT synth "$DATA/world96" --preset default --seed 1 --identities 96 --sentences 1
 $DT pretrain "$DATA/world" --out "$RUN/backbone" --steps-scale 0.6 --threads "$THREADS"
+$DT pretrain "$DATA/world" --out "$RUN/decoder" --parts vae --decoder-of "$RUN/backbone/vae" --threads "$THREADS"
 [ -f "$RUN/embedder/priors/config.json" ] || $DT train-embedder "$DATA/world" --backbone "$RUN/backbone" --out "$RUN/embedder" \
     --threads "$THREADS" $(resume "$RUN/embedder")
 [ -f "$RUN/scratch/model/model_index.json" ] || $DT train "$DATA/world" --backbone "$RUN/backbone" --embedder "$RUN/embedder" \
@@ -30,4 +32,5 @@ $DT pretrain "$DATA/world" --out "$RUN/backbone" --steps-scale 0.6 --threads "$T
 [ -f "$RUN/diffusion/model/model_index.json" ] || $DT train "$DATA/world96" --backbone "$RUN/backbone" --embedder "$RUN/embedder" \
     --init "$RUN/scratch/run/checkpoints/step_$(printf %07d "$SCRATCH")" --out "$RUN/diffusion" --steps "$WIDE" --mix 0.75 \
     --threads "$THREADS" $(resume "$RUN/diffusion")
-$DT export "$RUN/diffusion" --out src/dicetalk/assets/default_model --dtype float16 --steps 10 --sampler dpmpp-2m --guidance-fraction 1 --identity-scale 1
+$DT export "$RUN/diffusion" --out src/dicetalk/assets/default_model --dtype float16 --steps 10 --sampler dpmpp-2m --guidance-fraction 1 --identity-scale 1 \
+    --vae "$RUN/decoder/vae"

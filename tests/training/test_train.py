@@ -216,3 +216,65 @@ def test_guidance_distillation_trains_one_pass_towards_the_teachers_guided_estim
     with pytest.raises(Exception, match="teacher"):  # a student may not start from other weights
         train_diffusion(_opts(stages, tmp_path / "bad", 2, distill_from=teacher, init=str(tmp_path), distill_identity_scale=1.0,
                               distill_emotion_scale=6.0, trainable=("unet",)), stages["cache"], stages["features"], scale)  # fmt: skip
+
+
+def test_decoder_finetune_keeps_the_encoder_and_resumes_exactly(stages, tmp_path, capsys, monkeypatch):
+    import dicetalk.training.backbone as backbone
+    from dicetalk.data.features import pixels
+    from dicetalk.training.assemble import same_encoder
+    from dicetalk.training.backbone import load_vae
+
+    root, cache = stages["root"], stages["cache"]
+    original = load_vae(root / "backbone")
+
+    real_fit, real_loss = backbone.fit, backbone.decoder_loss
+    monkeypatch.setattr(backbone, "fit", lambda *a, **kw: real_fit(*a, **{**kw, "save_every": 10}))
+
+    def finetune(out, kill_at=None):
+        def loss(*args, **kwargs):
+            inner = real_loss(*args, **kwargs)
+
+            def loss_fn(step, *rest):
+                if step == kill_at:
+                    raise KeyboardInterrupt
+                return inner(step, *rest)
+
+            return loss_fn
+
+        monkeypatch.setattr(backbone, "decoder_loss", loss)
+        opts = BackboneOptions(str(stages["world"]), str(out), config="tiny", parts=("vae",), steps={"vae": 40}, decoder_of=str(root / "backbone" / "vae"), ema_decay=0.9)
+        return pretrain_backbone(opts, cache)["vae"]
+
+    tuned = load_vae(finetune(tmp_path / "straight"))
+    assert same_encoder(original, tuned)  # the latent space stays: denoisers trained on it still fit
+    assert tuned.config.scaling_factor == original.config.scaling_factor
+    assert not torch.equal(tuned.decoder.conv_out.weight, original.decoder.conv_out.weight)
+    x = pixels(cache.frames[:8])
+    with torch.no_grad():
+        z = original.encode(x).latent_dist.mode()
+        errors = [float((vae.decode(z, num_frames=8).sample - x).abs().mean()) for vae in (original, tuned)]
+    assert errors[1] < 0.9 * errors[0], errors  # the decoder learned to reconstruct
+
+    # Killed at step 25 (checkpoint at 20), then run again: the same weights, averages included, as straight through.
+    with pytest.raises(KeyboardInterrupt):
+        finetune(tmp_path / "cut", kill_at=25)
+    resumed = load_vae(finetune(tmp_path / "cut"))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(tuned.state_dict().values(), resumed.state_dict().values()))
+
+    # Export with the new decoder; a VAE with another encoder is refused.
+    train_diffusion(_opts(stages, tmp_path / "d", 1), cache, stages["features"], original.config.scaling_factor)
+    assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "m"), "--dtype", "float32", "--vae", str(tmp_path / "straight" / "vae")]) == 0
+    from dicetalk.pipeline.loading import load_pipeline
+
+    assert torch.equal(load_pipeline(tmp_path / "m").vae.decoder.conv_out.weight, tuned.decoder.conv_out.weight)
+    from dicetalk.configs import get_config
+    from dicetalk.models.registry import build_component
+
+    build_component("vae", get_config("tiny")).save_pretrained(tmp_path / "other")
+    assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "bad"), "--vae", str(tmp_path / "other")]) != 0
+    assert "encoder" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    args = ["pretrain", str(stages["world"]), "--out", str(tmp_path / "x"), "--config", "tiny", "--cache-dir", str(root / "cache")]
+    assert main([*args, "--parts", "vae,image_encoder", "--decoder-of", str(root / "backbone")]) != 0
+    assert "--parts vae alone" in capsys.readouterr().err
+    assert main([*args, "--parts", "vae", "--decoder-of", str(tmp_path / "missing")]) != 0
+    assert "not a VAE folder" in capsys.readouterr().err

@@ -38,6 +38,9 @@ def pretrain(
     seed: int = typer.Option(0),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
     cache_dir: Path | None = typer.Option(None, help="Where decoded frames are cached (default ~/.cache/dicetalk)."),
+    decoder_of: Path | None = typer.Option(
+        None, help="A VAE (or weights) folder: fine-tune its decoder only, keeping its encoder and latent space (with --parts vae)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check data and options, train nothing."),
 ) -> None:
     """Train stand-ins for the parts that come pretrained at full size (VAE, Whisper, CLIP, expression encoder)."""
@@ -50,7 +53,17 @@ def pretrain(
     unknown = [p for p in chosen if p not in PARTS]
     if unknown:
         raise InputError(f"unknown part {unknown[0]!r}; expected some of {', '.join(PARTS)}")
-    opts = BackboneOptions(dataset=str(dataset), out=str(out), config=config, parts=chosen, seed=seed, cache_dir=str(cache_dir) if cache_dir else None)
+    if decoder_of is not None and chosen != ("vae",):
+        raise InputError("--decoder-of fine-tunes the VAE's decoder: pass --parts vae alone")
+    opts = BackboneOptions(
+        dataset=str(dataset), out=str(out), config=config, parts=chosen, seed=seed, cache_dir=str(cache_dir) if cache_dir else None,
+        decoder_of=str(decoder_of) if decoder_of else None,
+    )  # fmt: skip
+    if decoder_of is not None:
+        from ..training.backbone import load_vae_for_decoder
+
+        load_vae_for_decoder(decoder_of, config)  # a clear error now, not after the frame cache is built
+        opts.lr = {**opts.lr, "vae": opts.lr["vae"] / 2}  # a fine-tune: half the pretraining rate
     opts.steps = {k: max(1, int(v * steps_scale)) for k, v in opts.steps.items()}
     cfg = get_config(config)
     cache = _cache(dataset, cfg.image_size, cache_dir)
@@ -197,6 +210,7 @@ def export(
     guidance_fraction: float | None = typer.Option(None, help="Default share of steps that run all guidance branches."),
     identity_scale: float | None = typer.Option(None, help="Default guidance scale of the reference image stored with the model."),
     emotion_scale: float | None = typer.Option(None, help="Default guidance scale of audio + emotion stored with the model."),
+    vae: Path | None = typer.Option(None, help="A VAE with a fine-tuned decoder (`pretrain --decoder-of`) to ship instead of the backbone's."),
 ) -> None:
     """Assemble a complete weights folder from a training run's newest checkpoint."""
     import json
@@ -233,7 +247,7 @@ def export(
     for name, module in parts.items():  # runs from before a configuration's new paths export with them at zero
         load_weights(module, checkpoint / name, new_paths=NEW_PATHS)
     step = json.loads((checkpoint / "state.json").read_text())["step"]
-    pipe = assemble_pipeline(opts.backbone, opts.embedder, parts)
+    pipe = assemble_pipeline(opts.backbone, opts.embedder, parts, vae_dir=vae)
     _store_recipe(pipe, opts, steps=steps, sampler=sampler, guidance_fraction=guidance_fraction, identity_scale=identity_scale, emotion_scale=emotion_scale)
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     typer.echo(f"wrote {save_pipeline(pipe, out, torch_dtype)} (step {step})")

@@ -69,8 +69,21 @@ def prepare_features(cache: FrameCache, backbone: dict, embedder, progress: bool
     return DiffusionFeatures(latents=latents, image_embeds=embeds, hidden=hidden, offsets=offsets, prior_mu=gauss[0], prior_var=gauss[1])
 
 
-def assemble_pipeline(backbone_dir: str | Path, embedder_dir: str | Path, trained: dict[str, torch.nn.Module]):
-    """A complete :class:`DiceTalkPipeline` from the stages' outputs."""
+def same_encoder(a, b) -> bool:
+    """Whether two VAEs encode alike (bit for bit): a denoiser trained on one's latents fits the other."""
+    if a.config.scaling_factor != b.config.scaling_factor:
+        return False
+    sa, sb = a.state_dict(), b.state_dict()
+    keys = [k for k in sa if k.startswith(("encoder.", "quant_conv."))]
+    return all(k in sb and sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k].to(sa[k].dtype)) for k in keys) and len(keys) > 0
+
+
+def assemble_pipeline(backbone_dir: str | Path, embedder_dir: str | Path, trained: dict[str, torch.nn.Module], vae_dir: str | Path | None = None):
+    """A complete :class:`DiceTalkPipeline` from the stages' outputs.
+
+    ``vae_dir``: a VAE whose decoder was fine-tuned (``pretrain --decoder-of``) from the backbone's,
+    used in its place; its encoder must be the backbone's.
+    """
     from ..models.audio_encoder import whisper_feature_extractor
     from ..pipeline import DiceTalkPipeline
     from ..pipeline.loading import default_scheduler
@@ -83,6 +96,13 @@ def assemble_pipeline(backbone_dir: str | Path, embedder_dir: str | Path, traine
         if (Path(backbone_dir) / "expression_encoder" / "config.json").is_file():
             expression_encoder = load_backbone(backbone_dir, ("expression_encoder",))["expression_encoder"]
         embedder, priors = load_embedder(embedder_dir)
+        if vae_dir is not None:
+            from .backbone import load_vae
+
+            vae = load_vae(vae_dir)
+            if not same_encoder(parts["vae"], vae):
+                raise InputError(f"{vae_dir}: its encoder is not the one the denoiser was trained with ({Path(backbone_dir) / 'vae'})")
+            parts["vae"] = vae
     return DiceTalkPipeline(
         unet=trained["unet"].eval(),
         vae=parts["vae"],

@@ -16,6 +16,12 @@ pretrained one does in the recipe:
 
 They are frozen afterwards (``dicetalk train-embedder`` and ``dicetalk train`` read them).
 
+``decoder_of`` fine-tunes the decoder of an existing VAE alone (``dicetalk pretrain --parts vae
+--decoder-of DIR``): the encoder, and with it the latent space a denoiser was trained in, stays
+bit for bit, so the new decoder serves models already trained on that VAE. It learns from the
+encoder's deterministic latents (what the denoiser learns and generates) and its weights are an
+exponential moving average of the training steps.
+
 The pretrained originals have seen millions of faces; a dataset of a few dozen identities would
 let these stand-ins memorise their palettes (a VAE trained on the 22 training identities alone
 reconstructs unseen ones with three times the error). So the image parts also train on a
@@ -25,6 +31,7 @@ renderer drawn from a seed of their own (no world's people), half of every batch
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +64,8 @@ class BackboneOptions:
     mixed_precision: str = "no"
     cache_dir: str | None = None
     generic_faces: bool = True  # half of the image batches from RandomFaces (see the module docstring)
+    decoder_of: str | None = None  # a VAE folder: fine-tune its decoder only (see the module docstring)
+    ema_decay: float = 0.998  # of the fine-tuned decoder's weight average
 
 
 def _rng(seed: int, step: int, salt: int) -> np.random.Generator:
@@ -109,28 +118,78 @@ class RandomFaces:
 
 
 # ---------------------------------------------------------------------------------------- losses
+def _frame_batch(cache: FrameCache, rng: np.random.Generator, batch: int, frames_per_clip: int, faces: RandomFaces | None) -> np.ndarray:
+    """``batch`` frames: short runs of consecutive frames (the decoder is temporal), half from ``faces``."""
+    clips = batch // frames_per_clip
+    generic = clips // 2 if faces is not None else 0
+    idx = []
+    for c in rng.integers(0, len(cache.records), clips - generic):
+        s = int(rng.integers(0, cache.lengths[c] - frames_per_clip + 1))
+        idx.extend(range(int(cache.starts[c]) + s, int(cache.starts[c]) + s + frames_per_clip))
+    return np.concatenate([cache.frames[np.array(idx)]] + [faces.clip(rng, frames_per_clip)[0] for _ in range(generic)])
+
+
+def _reconstruction(y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    rec = (y - x).abs().mean()
+    edges = ((y.diff(dim=-1) - x.diff(dim=-1)).abs().mean() + (y.diff(dim=-2) - x.diff(dim=-2)).abs().mean()) / 2
+    return rec, edges
+
+
 def vae_loss(cache: FrameCache, seed: int, batch: int, frames_per_clip: int = 4, faces: RandomFaces | None = None):
     def loss_fn(step, modules, _batch, generator):
         vae = modules["vae"]
-        rng = _rng(seed, step, 1)
-        clips = batch // frames_per_clip
-        generic = clips // 2 if faces is not None else 0
-        idx = []
-        for c in rng.integers(0, len(cache.records), clips - generic):
-            s = int(rng.integers(0, cache.lengths[c] - frames_per_clip + 1))
-            idx.extend(range(int(cache.starts[c]) + s, int(cache.starts[c]) + s + frames_per_clip))
-        parts = [cache.frames[np.array(idx)]] + [faces.clip(rng, frames_per_clip)[0] for _ in range(generic)]
-        x = pixels(np.concatenate(parts)).to(vae.device)
+        x = pixels(_frame_batch(cache, _rng(seed, step, 1), batch, frames_per_clip, faces)).to(vae.device)
         posterior = vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator, device=x.device)
-        y = vae.decode(z, num_frames=frames_per_clip).sample
-        rec = (y - x).abs().mean()
-        edges = ((y.diff(dim=-1) - x.diff(dim=-1)).abs().mean() + (y.diff(dim=-2) - x.diff(dim=-2)).abs().mean()) / 2
+        rec, edges = _reconstruction(vae.decode(z, num_frames=frames_per_clip).sample, x)
         kl = posterior.kl().mean() / x[0].numel()
         loss = rec + edges + 1e-3 * kl
         return loss, {"l1": rec.detach(), "kl": kl.detach()}
 
     return loss_fn
+
+
+def decoder_loss(cache: FrameCache, seed: int, batch: int, frames_per_clip: int = 4, faces: RandomFaces | None = None):
+    """The decoder alone, from the frozen encoder's deterministic latents."""
+
+    def loss_fn(step, modules, _batch, generator):
+        vae = modules["vae"]
+        x = pixels(_frame_batch(cache, _rng(seed, step, 1), batch, frames_per_clip, faces)).to(vae.device)
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.mode()
+        rec, edges = _reconstruction(vae.decode(z, num_frames=frames_per_clip).sample, x)
+        return rec + edges, {"l1": rec.detach()}
+
+    return loss_fn
+
+
+def load_vae(folder: str | Path):
+    """The float32 VAE in ``folder``: a VAE folder, or a weights or backbone folder holding ``vae/``."""
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    from ..errors import InputError
+
+    folder = Path(folder)
+    folder = folder / "vae" if (folder / "vae" / "config.json").is_file() else folder
+    if not (folder / "config.json").is_file():
+        raise InputError(f"{folder}: not a VAE folder (no config.json)")
+    try:
+        return AutoencoderKLTemporalDecoder.from_pretrained(folder, torch_dtype=torch.float32)
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"{folder}: not a VAE folder ({str(exc).splitlines()[0]})") from None
+
+
+def load_vae_for_decoder(folder: str | Path, config_name: str):
+    """The VAE in ``folder`` (see :func:`load_vae`), checked against the configuration, encoder frozen."""
+    from ..errors import InputError
+
+    vae = load_vae(folder)
+    expected = build_component("vae", get_config(config_name)).config
+    if list(vae.config.block_out_channels) != list(expected.block_out_channels) or vae.config.latent_channels != expected.latent_channels:
+        raise InputError(f"{folder}: its VAE does not match the {config_name!r} configuration")
+    vae.requires_grad_(False)
+    vae.decoder.requires_grad_(True)
+    return vae
 
 
 def _acoustic_targets(audio: np.ndarray, rows: int) -> np.ndarray:
@@ -244,8 +303,12 @@ def pretrain_backbone(opts: BackboneOptions, cache: FrameCache, progress: bool =
     """Train each part of ``opts.parts`` on ``cache``; saves ``OUT/<part>/`` (and ``OUT/runs/<part>``)."""
     from ..synthetic import EXPRESSION_NAMES
 
+    from ..errors import InputError
+
     config = get_config(opts.config)
     out = Path(opts.out)
+    if opts.decoder_of is not None and tuple(opts.parts) != ("vae",):
+        raise InputError("--decoder-of fine-tunes the VAE's decoder: pass --parts vae alone")
     written = {}
     for part in opts.parts:
         final = out / part
@@ -253,11 +316,15 @@ def pretrain_backbone(opts: BackboneOptions, cache: FrameCache, progress: bool =
             written[part] = final
             continue  # already trained: pretraining resumes part by part
         torch.manual_seed(opts.seed)
-        module = build_component(part, config)
+        finetune = part == "vae" and opts.decoder_of is not None
+        module = load_vae_for_decoder(opts.decoder_of, opts.config) if finetune else build_component(part, config)
         modules = {part: module}
         steps, batch, lr = opts.steps[part], opts.batch[part], opts.lr[part]
         faces = RandomFaces(cache.size) if opts.generic_faces else None
-        if part == "vae":
+        averages = {part: copy.deepcopy(module)} if finetune else None
+        if finetune:
+            loss_fn = decoder_loss(cache, opts.seed, batch, faces=faces)
+        elif part == "vae":
             loss_fn = vae_loss(cache, opts.seed, batch, faces=faces)
         elif part == "audio_encoder":
             head = torch.nn.Linear(module.config.d_model, 4)
@@ -274,9 +341,12 @@ def pretrain_backbone(opts: BackboneOptions, cache: FrameCache, progress: bool =
         # Each part is its own run: the other parts listed, or their step counts, may change between calls.
         run = Run(run_dir, {**vars(opts), "part": part}, resume=True, resumable_keys=(*RESUMABLE, "parts"))
         accelerator = make_accelerator(run_dir, opts.mixed_precision)
-        fit(run, accelerator, modules, loss_fn, steps=steps, lr=lr, seed=opts.seed, warmup=min(200, steps // 10 + 1), save_every=max(100, steps // 5), desc=f"pretrain {part}")
-        trained = accelerator.unwrap_model(modules[part])
-        if part == "vae":
+        fit(
+            run, accelerator, modules, loss_fn, steps=steps, lr=lr, seed=opts.seed, warmup=min(200, steps // 10 + 1),
+            save_every=max(100, steps // 5), desc=f"fine-tune {part} decoder" if finetune else f"pretrain {part}", averages=averages, ema_decay=opts.ema_decay,
+        )  # fmt: skip
+        trained = averages[part] if finetune else accelerator.unwrap_model(modules[part])
+        if part == "vae" and not finetune:  # a fine-tuned decoder keeps its encoder's scaling
             # EDM assumes unit-variance data: scale latents by 1 / their standard deviation.
             trained.register_to_config(scaling_factor=latent_scaling_factor(trained, cache, opts.seed))
         with atomic_dir(final) as tmp:

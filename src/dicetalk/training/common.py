@@ -202,12 +202,18 @@ def fit(
     log_every: int = 25,
     batches=None,
     desc: str = "training",
+    averages: dict[str, torch.nn.Module] | None = None,
+    ema_decay: float = 0.998,
 ) -> dict[str, float]:
     """The one training loop: AdamW on the trainable parameters of ``modules``.
 
     ``loss_fn(step, modules, batch, generator) -> (loss, logs)`` computes one step's loss
     (``batch`` comes from ``batches(first_step)``, an iterator of one batch per step, if given). Resumes from the
     run's newest checkpoint, saves every ``save_every`` steps and at the end.
+
+    ``averages`` (name -> a copy of ``modules[name]``) are kept as exponential moving averages
+    of the trained weights (decay ``ema_decay``) and checkpointed as ``<name>_ema``: the weights
+    to use when single steps are noisy.
     """
     from tqdm.auto import tqdm
 
@@ -215,7 +221,9 @@ def fit(
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    start = run.load(modules, optimizer)
+    averaged = {f"{k}_ema": m.requires_grad_(False).eval().to(accelerator.device) for k, m in (averages or {}).items()}
+    pairs = [(list(averages[k].parameters()), list(modules[k].parameters())) for k in (averages or {})]
+    start = run.load({**modules, **averaged}, optimizer)
     names = list(modules)
     prepared = accelerator.prepare(*modules.values(), optimizer)
     *wrapped, optimizer = prepared if isinstance(prepared, (tuple, list)) else (prepared,)
@@ -239,6 +247,9 @@ def fit(
             accelerator.clip_grad_norm_(params, grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for avg, live in pairs:
+                torch._foreach_lerp_(avg, live, 1.0 - ema_decay)
         step_logs = {"loss": float(loss.detach()), **{k: float(v) for k, v in step_logs.items()}}
         run.history.append((step, step_logs["loss"]))
         for k, v in step_logs.items():
@@ -252,7 +263,7 @@ def fit(
             bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k == "loss"})
         if (step + 1) % save_every == 0 or step + 1 == steps:
             accelerator.wait_for_everyone()
-            run.save(step + 1, {k: accelerator.unwrap_model(m) for k, m in wrapped.items()}, optimizer)
+            run.save(step + 1, {**{k: accelerator.unwrap_model(m) for k, m in wrapped.items()}, **averaged}, optimizer)
     bar.close()
     accelerator.end_training()
     return logs
