@@ -53,8 +53,6 @@ def pretrain(
     unknown = [p for p in chosen if p not in PARTS]
     if unknown:
         raise InputError(f"unknown part {unknown[0]!r}; expected some of {', '.join(PARTS)}")
-    if decoder_of is not None and chosen != ("vae",):
-        raise InputError("--decoder-of fine-tunes the VAE's decoder: pass --parts vae alone")
     opts = BackboneOptions(
         dataset=str(dataset), out=str(out), config=config, parts=chosen, seed=seed, cache_dir=str(cache_dir) if cache_dir else None,
         decoder_of=str(decoder_of) if decoder_of else None,
@@ -63,7 +61,6 @@ def pretrain(
         from ..training.backbone import load_vae_for_decoder
 
         load_vae_for_decoder(decoder_of, config)  # a clear error now, not after the frame cache is built
-        opts.lr = {**opts.lr, "vae": opts.lr["vae"] / 2}  # a fine-tune: half the pretraining rate
     opts.steps = {k: max(1, int(v * steps_scale)) for k, v in opts.steps.items()}
     cfg = get_config(config)
     cache = _cache(dataset, cfg.image_size, cache_dir)

@@ -64,8 +64,14 @@ class BackboneOptions:
     mixed_precision: str = "no"
     cache_dir: str | None = None
     generic_faces: bool = True  # half of the image batches from RandomFaces (see the module docstring)
-    decoder_of: str | None = None  # a VAE folder: fine-tune its decoder only (see the module docstring)
+    decoder_of: str | None = None  # a VAE folder: fine-tune its decoder only, at half the VAE's rate (see the module docstring)
     ema_decay: float = 0.998  # of the fine-tuned decoder's weight average
+
+    def __post_init__(self):
+        from ..errors import InputError
+
+        if self.decoder_of is not None and tuple(self.parts) != ("vae",):
+            raise InputError("--decoder-of fine-tunes the VAE's decoder: pass --parts vae alone")
 
 
 def _rng(seed: int, step: int, salt: int) -> np.random.Generator:
@@ -303,12 +309,8 @@ def pretrain_backbone(opts: BackboneOptions, cache: FrameCache, progress: bool =
     """Train each part of ``opts.parts`` on ``cache``; saves ``OUT/<part>/`` (and ``OUT/runs/<part>``)."""
     from ..synthetic import EXPRESSION_NAMES
 
-    from ..errors import InputError
-
     config = get_config(opts.config)
     out = Path(opts.out)
-    if opts.decoder_of is not None and tuple(opts.parts) != ("vae",):
-        raise InputError("--decoder-of fine-tunes the VAE's decoder: pass --parts vae alone")
     written = {}
     for part in opts.parts:
         final = out / part
@@ -319,7 +321,7 @@ def pretrain_backbone(opts: BackboneOptions, cache: FrameCache, progress: bool =
         finetune = part == "vae" and opts.decoder_of is not None
         module = load_vae_for_decoder(opts.decoder_of, opts.config) if finetune else build_component(part, config)
         modules = {part: module}
-        steps, batch, lr = opts.steps[part], opts.batch[part], opts.lr[part]
+        steps, batch, lr = opts.steps[part], opts.batch[part], opts.lr[part] / (2 if finetune else 1)
         faces = RandomFaces(cache.size) if opts.generic_faces else None
         averages = {part: copy.deepcopy(module)} if finetune else None
         if finetune:
