@@ -110,8 +110,8 @@ def main() -> None:
 
     # The same source clips through the autoencoder alone, and ground truth scored as if generated.
     folder = Path(args.out) / "autoencoder"
+    torch.set_num_threads(args.threads)  # evaluate_items dropped to one thread
     render_autoencoder_set(RenderOptions(dataset=args.dataset, out=str(folder), emotions=tuple(args.emotions.split(",")), max_frames=args.max_frames), pipe=pipe, progress=False)
-    torch.set_num_threads(args.threads)
     items_ae, warnings = collect_generated(folder, args.dataset)
     rows.append(("autoencoder round trip (no diffusion)", None, None, evaluate_items(items_ae, judges=judges, progress=False, warnings=warnings)))
     sources = {it.source.relative for it in items}

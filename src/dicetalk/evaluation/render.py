@@ -88,6 +88,17 @@ def _neutral_clip(record: ClipRecord, pool: list[ClipRecord]) -> ClipRecord:
     return same[0]
 
 
+def _clips_to_render(opts: RenderOptions) -> tuple[list[ClipRecord], list[ClipRecord], Path]:
+    """(every MEAD record of the split, the chosen ones, the created output folder)."""
+    records = scan(opts.dataset, splits=None if opts.split is None else (opts.split,), datasets=("mead",))
+    clips = choose_clips(records, opts)
+    if not clips:
+        raise InputError(f"{opts.dataset}: no clips to render for split {opts.split!r}")
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return records, clips, out
+
+
 def render_evaluation_set(opts: RenderOptions, pipe=None, progress: bool = True) -> list[Path]:
     """Generate every chosen clip; returns the written videos."""
     from ..pipeline.loading import load_pipeline
@@ -98,12 +109,7 @@ def render_evaluation_set(opts: RenderOptions, pipe=None, progress: bool = True)
         raise InputError(f"unknown reference frame {opts.reference_frame!r}; expected one of {', '.join(REFERENCE_FRAMES)}")
     pipe = pipe or load_pipeline(opts.weights)
     pipe.set_progress_bar_config(disable=True)
-    records = scan(opts.dataset, splits=None if opts.split is None else (opts.split,), datasets=("mead",))
-    clips = choose_clips(records, opts)
-    if not clips:
-        raise InputError(f"{opts.dataset}: no clips to render for split {opts.split!r}")
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
+    records, clips, out = _clips_to_render(opts)
     written = []
     for i, record in enumerate(tqdm(clips, desc=f"render {opts.mode}", disable=not progress, unit="clip")):
         name = record.rel.replace("/", "__")
@@ -146,11 +152,7 @@ def render_autoencoder_set(opts: RenderOptions, pipe=None, progress: bool = True
     from ..pipeline.loading import load_pipeline
 
     pipe = pipe or load_pipeline(opts.weights)
-    clips = choose_clips(scan(opts.dataset, splits=None if opts.split is None else (opts.split,), datasets=("mead",)), opts)
-    if not clips:
-        raise InputError(f"{opts.dataset}: no clips to render for split {opts.split!r}")
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _, clips, out = _clips_to_render(opts)
     size, vae = pipe.image_size, pipe.vae
     written = []
     for record in tqdm(clips, desc="render autoencoder", disable=not progress, unit="clip"):

@@ -190,8 +190,8 @@ def load_vae_for_decoder(folder: str | Path, config_name: str):
     from ..errors import InputError
 
     vae = load_vae(folder)
-    expected = build_component("vae", get_config(config_name)).config
-    if list(vae.config.block_out_channels) != list(expected.block_out_channels) or vae.config.latent_channels != expected.latent_channels:
+    expected = get_config(config_name).vae
+    if list(vae.config.block_out_channels) != list(expected["block_out_channels"]) or vae.config.latent_channels != expected["latent_channels"]:
         raise InputError(f"{folder}: its VAE does not match the {config_name!r} configuration")
     vae.requires_grad_(False)
     vae.decoder.requires_grad_(True)
