@@ -6,7 +6,9 @@ The UNet and VAE are built under a fake-tensor mode (shapes only, no memory) and
     UNet FLOPs / video s = steps_eff x generated_fps x window_factor x unet_flops_per_frame
         steps_eff     = steps x (branches on guided steps x guided_fraction + 1 x (1 - guided_fraction))
         window_factor = window / (window - overlap)        (frames denoised more than once)
-    VAE  FLOPs / video s = output_fps x vae_decode_flops_per_frame
+    VAE  FLOPs / video s = output_fps x (vae_decode_flops_per_frame + refiner_flops_per_frame)
+
+(the reference refiner, where a configuration has one, runs on every decoded frame.)
 
 Frame interpolation (the release's RIFE) is not counted. Usage::
 
@@ -27,7 +29,7 @@ from dicetalk.models.registry import build_component
 
 
 def per_frame_costs(config: str, size: int | None = None) -> tuple[float, float, int]:
-    """(UNet FLOPs per frame of one forward, VAE-decode FLOPs per frame, window) at ``size`` pixels."""
+    """(UNet FLOPs per frame of one forward, VAE-decode (+ refiner) FLOPs per frame, window) at ``size`` pixels."""
     cfg = get_config(config)
     size = size or cfg.image_size
     with FakeTensorMode(allow_non_fake_inputs=True):
@@ -50,6 +52,11 @@ def per_frame_costs(config: str, size: int | None = None) -> tuple[float, float,
         with FlopCounterMode(display=False) as counter:
             vae.decode(torch.randn(1, cfg.vae["latent_channels"], h, h), num_frames=1)
         vae_flops = counter.get_total_flops()
+        if cfg.refiner is not None:
+            refiner = build_component("refiner", cfg)
+            with FlopCounterMode(display=False) as counter:
+                refiner(torch.randn(1, 3, size, size), torch.randn(1, 3, size, size))
+            vae_flops += counter.get_total_flops()
     return unet_flops, vae_flops, f
 
 
@@ -95,9 +102,9 @@ def table(config: str, size: int | None) -> str:
     lines = [
         f"## {config} at {size}x{size} px, window {window}",
         f"UNet: {unet / scale:.3f} {unit} per frame per pass ({unet * window / scale:.1f} {unit} per {window}-frame forward); "
-        f"VAE decode: {vae / scale:.3f} {unit} per frame",
+        f"VAE decode{' + refiner' if get_config(config).refiner else ''}: {vae / scale:.3f} {unit} per frame",
         "",
-        f"| setting | UNet evals / video s | UNet {unit} / video s | VAE {unit} / video s | total {unit} / video s | vs release |",
+        f"| setting | UNet evals / video s | UNet {unit} / video s | decode {unit} / video s | total {unit} / video s | vs release |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     rows = [(s, *s.per_video_second(unet, vae, window)) for s in settings(window)]

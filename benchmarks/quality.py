@@ -19,7 +19,8 @@ takes the emotion prior from a clip of another person (the identity-leakage test
 stay where the label prior puts it).
 
 Two rows close the table: the same clips encoded and decoded by the model's autoencoder alone
-(the ceiling of a latent model with this autoencoder) and ground truth.
+(and its reference refiner, if it has one: the ceiling of a latent model with this autoencoder)
+and ground truth.
 
 Rendered videos are kept under ``OUT/<recipe>/`` (re-running resumes) with ``report.json``.
 """
@@ -111,7 +112,10 @@ def main() -> None:
     # The same source clips through the autoencoder alone, and ground truth scored as if generated.
     folder = Path(args.out) / "autoencoder"
     torch.set_num_threads(args.threads)  # evaluate_items dropped to one thread
-    render_autoencoder_set(RenderOptions(dataset=args.dataset, out=str(folder), emotions=tuple(args.emotions.split(",")), max_frames=args.max_frames), pipe=pipe, progress=False)
+    ae_opts = RenderOptions(
+        dataset=args.dataset, out=str(folder), emotions=tuple(args.emotions.split(",")), max_frames=args.max_frames, reference_frame=args.reference_frame
+    )  # the reference frame feeds the model's refiner, if it has one
+    render_autoencoder_set(ae_opts, pipe=pipe, progress=False)
     items_ae, warnings = collect_generated(folder, args.dataset)
     rows.append(("autoencoder round trip (no diffusion)", None, None, evaluate_items(items_ae, judges=judges, progress=False, warnings=warnings)))
     sources = {it.source.relative for it in items}

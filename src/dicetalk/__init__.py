@@ -22,6 +22,7 @@ _EXPORTS = {
     "EmotionPriors": "dicetalk.models.emotion_priors",
     "DisentangledEmotionEmbedder": "dicetalk.models.emotion_embedder",
     "ExpressionEncoder": "dicetalk.models.expression_encoder",
+    "ReferenceRefiner": "dicetalk.models.reference_refiner",
 }
 
 

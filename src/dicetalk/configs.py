@@ -82,6 +82,7 @@ class ModelConfig:
     discriminator: dict[str, Any]  # EmotionDiscriminator
     emotion_embedder: dict[str, Any]  # DisentangledEmotionEmbedder
     expression_encoder: dict[str, Any] | None = None  # ExpressionEncoder; None: no reference-video input
+    refiner: dict[str, Any] | None = None  # ReferenceRefiner; None: decoded frames are final (a full-size VAE keeps detail)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -208,6 +209,7 @@ def _tiny() -> ModelConfig:
             modality_dropout=0.2,
         ),
         expression_encoder=dict(image_size=32, channels=(8, 16), out_dim=12),
+        refiner=dict(channels=3, block_out_channels=(8, 16), norm_groups=4),
     )
 
 
@@ -275,6 +277,7 @@ def _synthetic() -> ModelConfig:
             modality_dropout=0.2,
         ),
         expression_encoder=dict(image_size=64, channels=(32, 64, 128, 128), out_dim=12),
+        refiner=dict(channels=3, block_out_channels=(32, 64, 96), norm_groups=8),
     )
 
 

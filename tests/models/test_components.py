@@ -159,3 +159,22 @@ def test_precomputed_bank_keys_values_give_the_same_tokens(tiny_config):
     prior = torch.randn(2, 3, bank.config.prior_dim)
     with torch.no_grad():
         torch.testing.assert_close(bank(prior, bank=bank.bank_keys_values()).tokens, bank(prior).tokens)
+
+
+def test_reference_refiner_starts_as_identity_and_uses_the_portrait(tiny_config, tmp_path):
+    import pytest
+
+    from dicetalk.models.reference_refiner import ReferenceRefiner
+
+    refiner = ReferenceRefiner(**tiny_config.refiner)
+    frames, portrait = torch.rand(3, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
+    torch.testing.assert_close(refiner(frames, portrait), frames)  # zero-initialised correction: a fresh refiner changes nothing
+    torch.nn.init.normal_(refiner.conv_out.weight, std=0.1)
+    out = refiner(frames, portrait)
+    assert out.shape == frames.shape and not torch.allclose(out, frames)
+    assert not torch.allclose(out, refiner(frames, -portrait))  # the portrait reaches the output
+    torch.testing.assert_close(out, refiner(frames, portrait.expand(3, -1, -1, -1)))  # one portrait serves every frame
+    refiner.save_pretrained(tmp_path / "r")
+    torch.testing.assert_close(ReferenceRefiner.from_pretrained(tmp_path / "r")(frames, portrait), out)
+    with pytest.raises(ValueError, match="multiple of"):
+        refiner(torch.zeros(1, 3, 31, 31), torch.zeros(1, 3, 31, 31))

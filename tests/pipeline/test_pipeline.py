@@ -114,3 +114,20 @@ def test_long_audio_renders_with_window_bounded_memory(tiny_weights):
 
     short, long = growth(5), growth(30)
     assert long - short < 16.0, f"peak grew by {long:.1f} MB for 30 s vs {short:.1f} MB for 5 s"
+
+
+def test_reference_refiner_corrects_the_decoded_frames_from_the_portrait(pipe):
+    import copy
+
+    plain = copy.deepcopy(pipe)
+    plain.register_modules(refiner=None)  # a model without a refiner: decoded frames are final
+    refined = copy.deepcopy(pipe)
+    torch.nn.init.normal_(refined.refiner.conv_out.weight, std=0.2)
+    base = _run(plain, 3)
+    np.testing.assert_array_equal(base, _run(pipe, 3))  # the fresh (zero-output) refiner changes nothing
+    out = _run(refined, 3)
+    assert out.shape == base.shape and np.abs(out.astype(int) - base).mean() > 1
+    np.testing.assert_array_equal(out, _run(refined, 3))
+    image, audio, priors = _inputs(refined)
+    other = refined(255 - image, audio, priors, num_inference_steps=2, generator=torch.Generator().manual_seed(3)).frames
+    assert np.abs(other.astype(int) - out).mean() > 1

@@ -275,6 +275,67 @@ def test_decoder_finetune_keeps_the_encoder_and_resumes_exactly(stages, tmp_path
     assert "encoder" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     args = ["pretrain", str(stages["world"]), "--out", str(tmp_path / "x"), "--config", "tiny", "--cache-dir", str(root / "cache")]
     assert main([*args, "--parts", "vae,image_encoder", "--decoder-of", str(root / "backbone")]) != 0
-    assert "--parts vae alone" in capsys.readouterr().err
+    assert "--decoder-of goes with --parts vae" in capsys.readouterr().err
     assert main([*args, "--parts", "vae", "--decoder-of", str(tmp_path / "missing")]) != 0
     assert "not a VAE folder" in capsys.readouterr().err
+
+
+def test_refiner_learns_from_the_portrait_resumes_exactly_and_exports(stages, tmp_path, capsys, monkeypatch):
+    import dicetalk.training.backbone as backbone
+    from dicetalk.data.features import pixels
+    from dicetalk.pipeline.loading import load_pipeline
+    from dicetalk.training.assemble import load_refiner
+    from dicetalk.training.backbone import load_vae
+
+    root, cache = stages["root"], stages["cache"]
+    vae = load_vae(root / "backbone").eval()
+    real_fit, real_loss = backbone.fit, backbone.refiner_loss
+    monkeypatch.setattr(backbone, "fit", lambda *a, **kw: real_fit(*a, **{**kw, "save_every": 10}))
+
+    def train(out, kill_at=None):
+        def loss(*args, **kwargs):
+            inner = real_loss(*args, **kwargs)
+
+            def loss_fn(step, *rest):
+                if step == kill_at:
+                    raise KeyboardInterrupt
+                return inner(step, *rest)
+
+            return loss_fn
+
+        monkeypatch.setattr(backbone, "refiner_loss", loss)
+        opts = BackboneOptions(
+            str(stages["world"]), str(out), config="tiny", parts=("refiner",), steps={"refiner": 40}, lr={"refiner": 3e-3},
+            decoder_of=str(root / "backbone" / "vae"), ema_decay=0.9,
+        )  # fmt: skip
+        return pretrain_backbone(opts, cache)["refiner"]
+
+    refiner = load_refiner(train(tmp_path / "straight"))
+    # A clip's frames as the VAE decodes them, with the clip's first frame as the portrait: the refiner brings them closer to the truth.
+    x = pixels(cache.frames[cache.clip_frames(1)][:8])
+    with torch.no_grad():
+        decoded = vae.decode(vae.encode(x).latent_dist.mode(), num_frames=8).sample.clamp(-1, 1)
+        errors = [float((y - x).abs().mean()) for y in (decoded, refiner(decoded, x[:1]))]
+    assert errors[1] < 0.9 * errors[0], errors
+
+    # Killed at step 25 (checkpoint at 20), then run again: the same weights, average included, as straight through.
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "cut", kill_at=25)
+    resumed = load_refiner(train(tmp_path / "cut"))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(refiner.state_dict().values(), resumed.state_dict().values()))
+
+    # Shipped with a model: loaded with it and used on every frame; a folder that is no refiner is refused.
+    scale = vae.config.scaling_factor
+    train_diffusion(_opts(stages, tmp_path / "d", 1), cache, stages["features"], scale)
+    assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "m"), "--dtype", "float32", "--refiner", str(tmp_path / "straight")]) == 0
+    pipe = load_pipeline(tmp_path / "m")
+    assert torch.equal(pipe.refiner.conv_out.weight, refiner.conv_out.weight)
+    assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "bad"), "--refiner", str(tmp_path / "missing")]) != 0
+    assert "not a refiner folder" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    args = ["pretrain", str(stages["world"]), "--out", str(tmp_path / "x"), "--config", "tiny", "--cache-dir", str(root / "cache")]
+    assert main([*args, "--parts", "refiner"]) != 0
+    assert "pass --decoder-of VAE with --parts refiner" in capsys.readouterr().err
+    assert main([*args, "--parts", "refiner,vae", "--decoder-of", str(root / "backbone")]) != 0
+    assert "--decoder-of goes with" in capsys.readouterr().err
+    assert main([*args, "--parts", "mouth"]) != 0
+    assert "unknown part 'mouth'" in capsys.readouterr().err

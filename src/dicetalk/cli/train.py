@@ -33,26 +33,26 @@ def pretrain(
     dataset: Path = typer.Argument(..., help="Dataset folder (mead/, hdtf/, splits.json)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: one subfolder per trained part."),
     config: str = typer.Option("synthetic", help="Model configuration."),
-    parts: str = typer.Option("vae,audio_encoder,image_encoder,expression_encoder", help="Comma-separated parts."),
+    parts: str = typer.Option(
+        "vae,audio_encoder,image_encoder,expression_encoder", help="Comma-separated parts; `refiner` (with --decoder-of) learns on a trained VAE."
+    ),
     steps_scale: float = typer.Option(1.0, help="Multiply every part's default number of steps."),
     seed: int = typer.Option(0),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
     cache_dir: Path | None = typer.Option(None, help="Where decoded frames are cached (default ~/.cache/dicetalk)."),
     decoder_of: Path | None = typer.Option(
-        None, help="A VAE (or weights) folder: fine-tune its decoder only, keeping its encoder and latent space (with --parts vae)."
+        None,
+        help="A VAE (or weights) folder: with --parts vae fine-tune its decoder only, keeping its encoder and latent space; "
+        "with --parts refiner, the VAE whose frames the refiner corrects.",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check data and options, train nothing."),
 ) -> None:
     """Train stand-ins for the parts that come pretrained at full size (VAE, Whisper, CLIP, expression encoder)."""
     from ..configs import get_config
-    from ..errors import InputError
-    from ..training.backbone import PARTS, BackboneOptions, pretrain_backbone
+    from ..training.backbone import BackboneOptions, pretrain_backbone
 
     _threads(threads)
     chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
-    unknown = [p for p in chosen if p not in PARTS]
-    if unknown:
-        raise InputError(f"unknown part {unknown[0]!r}; expected some of {', '.join(PARTS)}")
     opts = BackboneOptions(
         dataset=str(dataset), out=str(out), config=config, parts=chosen, seed=seed, cache_dir=str(cache_dir) if cache_dir else None,
         decoder_of=str(decoder_of) if decoder_of else None,
@@ -208,6 +208,7 @@ def export(
     identity_scale: float | None = typer.Option(None, help="Default guidance scale of the reference image stored with the model."),
     emotion_scale: float | None = typer.Option(None, help="Default guidance scale of audio + emotion stored with the model."),
     vae: Path | None = typer.Option(None, help="A VAE with a fine-tuned decoder (`pretrain --decoder-of`) to ship instead of the backbone's."),
+    refiner: Path | None = typer.Option(None, help="A reference refiner (`pretrain --parts refiner`) to ship: decoded frames corrected from the portrait."),
 ) -> None:
     """Assemble a complete weights folder from a training run's newest checkpoint."""
     import json
@@ -244,7 +245,7 @@ def export(
     for name, module in parts.items():  # runs from before a configuration's new paths export with them at zero
         load_weights(module, checkpoint / name, new_paths=NEW_PATHS)
     step = json.loads((checkpoint / "state.json").read_text())["step"]
-    pipe = assemble_pipeline(opts.backbone, opts.embedder, parts, vae_dir=vae)
+    pipe = assemble_pipeline(opts.backbone, opts.embedder, parts, vae_dir=vae, refiner_dir=refiner)
     _store_recipe(pipe, opts, steps=steps, sampler=sampler, guidance_fraction=guidance_fraction, identity_scale=identity_scale, emotion_scale=emotion_scale)
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     typer.echo(f"wrote {save_pipeline(pipe, out, torch_dtype)} (step {step})")

@@ -88,6 +88,14 @@ def _neutral_clip(record: ClipRecord, pool: list[ClipRecord]) -> ClipRecord:
     return same[0]
 
 
+def _portrait(record: ClipRecord, records: list[ClipRecord], opts: RenderOptions, first: np.ndarray) -> tuple[np.ndarray, str]:
+    """The reference frame a clip is generated from (``first``: the clip's own first frame) and its clip."""
+    if opts.reference_frame != "neutral":
+        return first, record.rel
+    portrait = _neutral_clip(record, records)
+    return read_video(portrait.video, max_frames=1, with_audio=False).frames[0], portrait.rel
+
+
 def _clips_to_render(opts: RenderOptions) -> tuple[list[ClipRecord], list[ClipRecord], Path]:
     """(every MEAD record of the split, the chosen ones, the created output folder)."""
     records = scan(opts.dataset, splits=None if opts.split is None else (opts.split,), datasets=("mead",))
@@ -121,11 +129,7 @@ def render_evaluation_set(opts: RenderOptions, pipe=None, progress: bool = True)
         n = len(clip.frames)
         audio = clip.audio[: int(round(n / clip.fps * 16000))]
         sidecar = {"source": record.rel, "emotion": record.emotion, "level": record.level, "mode": opts.mode}
-        first = clip.frames[0]
-        if opts.reference_frame == "neutral":
-            portrait = _neutral_clip(record, records)
-            first = read_video(portrait.video, max_frames=1, with_audio=False).frames[0]
-            sidecar["reference_frame"] = portrait.rel
+        first, sidecar["reference_frame"] = _portrait(record, records, opts, clip.frames[0])
         if opts.mode == "label":
             prior = pipe.priors.prior(record.emotion)
         else:
@@ -148,11 +152,15 @@ def render_evaluation_set(opts: RenderOptions, pipe=None, progress: bool = True)
 
 @torch.no_grad()
 def render_autoencoder_set(opts: RenderOptions, pipe=None, progress: bool = True) -> list[Path]:
-    """The chosen clips (``opts.max_frames`` frames) encoded and decoded by the model's VAE at its image size."""
+    """The chosen clips (``opts.max_frames`` frames) encoded and decoded by the model's VAE at its image size.
+
+    A model with a reference refiner refines the decoded frames from the clip's portrait (as
+    ``opts.reference_frame`` chooses it), as generation does: no diffusion, everything else the same.
+    """
     from ..pipeline.loading import load_pipeline
 
     pipe = pipe or load_pipeline(opts.weights)
-    _, clips, out = _clips_to_render(opts)
+    records, clips, out = _clips_to_render(opts)
     size, vae = pipe.image_size, pipe.vae
     written = []
     for record in tqdm(clips, desc="render autoencoder", disable=not progress, unit="clip"):
@@ -162,10 +170,12 @@ def render_autoencoder_set(opts: RenderOptions, pipe=None, progress: bool = True
             pixels = torch.cat([pipe._pixels(frame, size) for frame in clip.frames]).to(vae.dtype)
             latents = vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
             audio = clip.audio[: int(round(len(clip.frames) / clip.fps * 16000))]
+            first, reference_frame = _portrait(record, records, opts, clip.frames[0])
             with VideoWriter(video, clip.fps, audio=audio) as writer:
-                pipe.decode(latents, chunk=pipe.window, sink=writer.write)
+                pipe.decode(latents, chunk=pipe.window, sink=writer.write, reference=pipe._pixels(first, size))
                 writer.finish()
-            write_json(video.with_suffix(".json"), {"source": record.rel, "emotion": record.emotion, "level": record.level, "mode": "autoencoder"})
+            sidecar = {"source": record.rel, "emotion": record.emotion, "level": record.level, "mode": "autoencoder", "reference_frame": reference_frame}
+            write_json(video.with_suffix(".json"), sidecar)
         written.append(video)
     return written
 

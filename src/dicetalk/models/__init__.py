@@ -9,5 +9,6 @@
 | ``mask_encoder`` | :class:`FaceMaskEncoder` | backbone |
 | ``unet`` + ``attention_processors`` | :class:`DiceTalkUNet` | Eq. 14 |
 | ``audio_encoder`` | Whisper encoder + per-frame windows | backbone |
+| ``reference_refiner`` | :class:`ReferenceRefiner` (decoded frame + portrait -> frame) | added: a small VAE's lost detail |
 | ``registry`` | :func:`build_components` for a named configuration | |
 """

@@ -20,6 +20,7 @@ COMPONENTS = (
     "discriminator",
     "emotion_embedder",
     "expression_encoder",
+    "refiner",
 )
 
 
@@ -67,6 +68,12 @@ def build_component(name: str, config: ModelConfig) -> nn.Module:
         if config.expression_encoder is None:
             raise ValueError(f"configuration {config.name!r} has no expression encoder")
         return ExpressionEncoder(**config.expression_encoder)
+    if name == "refiner":
+        from .reference_refiner import ReferenceRefiner
+
+        if config.refiner is None:
+            raise ValueError(f"configuration {config.name!r} has no reference refiner")
+        return ReferenceRefiner(**config.refiner)
     raise ValueError(f"unknown component {name!r}; expected one of {', '.join(COMPONENTS)}")
 
 
@@ -80,7 +87,7 @@ def build_components(
     device = torch.device(device)
     ctx = torch.device(device) if device.type == "meta" else contextlib.nullcontext()
     if components is None:  # every component this configuration has
-        components = tuple(n for n in COMPONENTS if n != "expression_encoder" or config.expression_encoder is not None)
+        components = tuple(n for n in COMPONENTS if getattr(config, n, True) is not None)
     with ctx:
         built = {name: build_component(name, config) for name in components}
     if device.type != "meta":

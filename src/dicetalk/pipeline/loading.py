@@ -45,8 +45,9 @@ PIPELINE_COMPONENTS = {
     "emotion_embedder": ["dicetalk.models.emotion_embedder", "DisentangledEmotionEmbedder"],
     "expression_encoder": ["dicetalk.models.expression_encoder", "ExpressionEncoder"],
     "discriminator": ["dicetalk.models.discriminator", "EmotionDiscriminator"],
+    "refiner": ["dicetalk.models.reference_refiner", "ReferenceRefiner"],
 }
-OPTIONAL_COMPONENTS = ("emotion_embedder", "expression_encoder", "discriminator")
+OPTIONAL_COMPONENTS = ("emotion_embedder", "expression_encoder", "discriminator", "refiner")
 
 
 def write_model_index(folder: str | os.PathLike) -> bool:
@@ -120,9 +121,9 @@ def import_component_modules() -> None:
 
     from .. import _EXPORTS
 
-    for module in sorted(set(_EXPORTS.values())):
+    named = {library for library, _ in PIPELINE_COMPONENTS.values() if library.startswith("dicetalk.")}
+    for module in sorted(set(_EXPORTS.values()) | named):
         importlib.import_module(module)
-    importlib.import_module("dicetalk.models.audio_encoder")
 
 
 @contextlib.contextmanager
@@ -175,6 +176,7 @@ def build_random_pipeline(config: str = "tiny", seed: int = 0, device: str | tor
         emotion_embedder=parts["emotion_embedder"],
         expression_encoder=parts.get("expression_encoder"),
         discriminator=parts["discriminator"],
+        refiner=parts.get("refiner"),
     )
 
 

@@ -62,8 +62,8 @@ class _Conditions:
 
 
 class DiceTalkPipeline(DiffusionPipeline):
-    model_cpu_offload_seq = "image_encoder->audio_encoder->audio_projection->emotion_bank->mask_encoder->unet->vae"
-    _optional_components = ["emotion_embedder", "expression_encoder", "discriminator"]
+    model_cpu_offload_seq = "image_encoder->audio_encoder->audio_projection->emotion_bank->mask_encoder->unet->vae->refiner"
+    _optional_components = ["emotion_embedder", "expression_encoder", "discriminator", "refiner"]
 
     def __init__(
         self,
@@ -80,6 +80,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         emotion_embedder=None,
         expression_encoder=None,
         discriminator=None,
+        refiner=None,
         default_steps: int = 25,
         default_sampler: str = "euler",
         default_guidance_fraction: float = 1.0,
@@ -109,6 +110,7 @@ class DiceTalkPipeline(DiffusionPipeline):
             emotion_embedder=emotion_embedder,
             expression_encoder=expression_encoder,
             discriminator=discriminator,
+            refiner=refiner,
         )
 
     # ------------------------------------------------------------------ geometry
@@ -312,12 +314,18 @@ class DiceTalkPipeline(DiffusionPipeline):
         return acc / norm
 
     # ------------------------------------------------------------------ decoding
-    def decode(self, latents: torch.Tensor, chunk: int, sink: Callable[[np.ndarray], None]) -> None:
-        """Decode (F, C, h, w) latents ``chunk`` frames at a time, handing uint8 frames to ``sink``."""
+    def decode(self, latents: torch.Tensor, chunk: int, sink: Callable[[np.ndarray], None], reference: torch.Tensor | None = None) -> None:
+        """Decode (F, C, h, w) latents ``chunk`` frames at a time, handing uint8 frames to ``sink``.
+
+        ``reference``: the portrait's (1, 3, H, W) pixels, for the reference refiner (if the model has one).
+        """
         scale = self.vae.config.scaling_factor
         for s in range(0, latents.shape[0], chunk):
             z = (latents[s : s + chunk] / scale).to(self.vae.dtype)
-            pixels = self.vae.decode(z, num_frames=z.shape[0]).sample.float()
+            pixels = self.vae.decode(z, num_frames=z.shape[0]).sample
+            if self.refiner is not None and reference is not None:
+                pixels = self.refiner(pixels.to(self.refiner.dtype).clamp(-1, 1), reference)
+            pixels = pixels.float()
             frames = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
             sink(frames.cpu().numpy())
 
@@ -385,7 +393,8 @@ class DiceTalkPipeline(DiffusionPipeline):
             x = sample(denoise, x, sigmas.to(self.device), sampler, on_step=bar.update)
 
         collected: list[np.ndarray] = []
-        self.decode(x, decode_chunk_size, frame_sink or collected.append)
+        reference = self._pixels(image, self.image_size) if self.refiner is not None else None
+        self.decode(x, decode_chunk_size, frame_sink or collected.append, reference)
         frames = np.concatenate(collected) if collected else None
         self.maybe_free_model_hooks()
         return DiceTalkPipelineOutput(frames=frames, fps=fps, num_frames=num_frames)

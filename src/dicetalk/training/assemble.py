@@ -78,11 +78,32 @@ def same_encoder(a, b) -> bool:
     return all(k in sb and sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k].to(sa[k].dtype)) for k in keys) and len(keys) > 0
 
 
-def assemble_pipeline(backbone_dir: str | Path, embedder_dir: str | Path, trained: dict[str, torch.nn.Module], vae_dir: str | Path | None = None):
+def load_refiner(folder: str | Path):
+    """The reference refiner in ``folder`` (a refiner folder, or one holding ``refiner/``)."""
+    from ..models.reference_refiner import ReferenceRefiner
+
+    folder = Path(folder)
+    folder = folder / "refiner" if (folder / "refiner" / "config.json").is_file() else folder
+    if not (folder / "config.json").is_file():
+        raise InputError(f"{folder}: not a refiner folder (no config.json)")
+    try:
+        return ReferenceRefiner.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        raise InputError(f"{folder}: not a refiner folder ({str(exc).splitlines()[0]})") from None
+
+
+def assemble_pipeline(
+    backbone_dir: str | Path,
+    embedder_dir: str | Path,
+    trained: dict[str, torch.nn.Module],
+    vae_dir: str | Path | None = None,
+    refiner_dir: str | Path | None = None,
+):
     """A complete :class:`DiceTalkPipeline` from the stages' outputs.
 
     ``vae_dir``: a VAE whose decoder was fine-tuned (``pretrain --decoder-of``) from the backbone's,
-    used in its place; its encoder must be the backbone's.
+    used in its place; its encoder must be the backbone's. ``refiner_dir``: a reference refiner
+    (``pretrain --parts refiner``) to correct the decoded frames from the portrait.
     """
     from ..models.audio_encoder import whisper_feature_extractor
     from ..pipeline import DiceTalkPipeline
@@ -103,6 +124,7 @@ def assemble_pipeline(backbone_dir: str | Path, embedder_dir: str | Path, traine
             if not same_encoder(parts["vae"], vae):
                 raise InputError(f"{vae_dir}: its encoder is not the one the denoiser was trained with ({Path(backbone_dir) / 'vae'})")
             parts["vae"] = vae
+        refiner = load_refiner(refiner_dir) if refiner_dir is not None else None
     return DiceTalkPipeline(
         unet=trained["unet"].eval(),
         vae=parts["vae"],
@@ -117,6 +139,7 @@ def assemble_pipeline(backbone_dir: str | Path, embedder_dir: str | Path, traine
         emotion_embedder=embedder,
         expression_encoder=expression_encoder,
         discriminator=trained["discriminator"].eval(),
+        refiner=refiner,
     )
 
 

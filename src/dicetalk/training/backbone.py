@@ -22,6 +22,10 @@ bit for bit, so the new decoder serves models already trained on that VAE. It le
 encoder's deterministic latents (what the denoiser learns and generates) and its weights are an
 exponential moving average of the training steps.
 
+``refiner`` (``dicetalk pretrain --parts refiner --decoder-of DIR``) trains the reference refiner
+(:mod:`dicetalk.models.reference_refiner`) on that VAE's decoded frames, frozen, with a portrait of
+the same person: it restores from the portrait what the small autoencoder and the denoiser lose.
+
 The pretrained originals have seen millions of faces; a dataset of a few dozen identities would
 let these stand-ins memorise their palettes (a VAE trained on the 22 training identities alone
 reconstructs unseen ones with three times the error). So the image parts also train on a
@@ -48,7 +52,8 @@ from ..utils.atomic import atomic_dir
 from .common import RESUMABLE, Run, fit, make_accelerator
 from .losses import info_nce
 
-PARTS = ("vae", "audio_encoder", "image_encoder", "expression_encoder")
+PARTS = ("vae", "audio_encoder", "image_encoder", "expression_encoder")  # the defaults, trained from nothing
+KNOWN_PARTS = (*PARTS, "refiner")  # the refiner learns on a trained VAE's frames (``decoder_of``)
 
 
 @dataclass
@@ -57,21 +62,29 @@ class BackboneOptions:
     out: str
     config: str = "synthetic"
     parts: tuple[str, ...] = PARTS
-    steps: dict[str, int] = field(default_factory=lambda: {"vae": 4000, "audio_encoder": 1500, "image_encoder": 1000, "expression_encoder": 1000})
-    batch: dict[str, int] = field(default_factory=lambda: {"vae": 8, "audio_encoder": 16, "image_encoder": 64, "expression_encoder": 64})
-    lr: dict[str, float] = field(default_factory=lambda: {"vae": 4e-4, "audio_encoder": 5e-4, "image_encoder": 5e-4, "expression_encoder": 1e-3})
+    steps: dict[str, int] = field(default_factory=lambda: {"vae": 4000, "audio_encoder": 1500, "image_encoder": 1000, "expression_encoder": 1000, "refiner": 3000})
+    batch: dict[str, int] = field(default_factory=lambda: {"vae": 8, "audio_encoder": 16, "image_encoder": 64, "expression_encoder": 64, "refiner": 16})
+    lr: dict[str, float] = field(default_factory=lambda: {"vae": 4e-4, "audio_encoder": 5e-4, "image_encoder": 5e-4, "expression_encoder": 1e-3, "refiner": 3e-4})
     seed: int = 0
     mixed_precision: str = "no"
     cache_dir: str | None = None
     generic_faces: bool = True  # half of the image batches from RandomFaces (see the module docstring)
-    decoder_of: str | None = None  # a VAE folder: fine-tune its decoder only, at half the VAE's rate (see the module docstring)
-    ema_decay: float = 0.998  # of the fine-tuned decoder's weight average
+    # A VAE folder: with ``parts=("vae",)`` fine-tune its decoder only, at half the VAE's rate; with
+    # ``parts=("refiner",)`` the VAE whose decoded frames the refiner corrects (see the module docstring).
+    decoder_of: str | None = None
+    ema_decay: float = 0.998  # of the fine-tuned decoder's and the refiner's weight averages
+    refiner_drift: float = 0.6  # largest latent perturbation (in units of the scaled latents' std) the refiner sees
 
     def __post_init__(self):
         from ..errors import InputError
 
-        if self.decoder_of is not None and tuple(self.parts) != ("vae",):
-            raise InputError("--decoder-of fine-tunes the VAE's decoder: pass --parts vae alone")
+        unknown = [p for p in self.parts if p not in KNOWN_PARTS]
+        if unknown:
+            raise InputError(f"unknown part {unknown[0]!r}; expected some of {', '.join(KNOWN_PARTS)}")
+        if self.decoder_of is not None and tuple(self.parts) not in (("vae",), ("refiner",)):
+            raise InputError("--decoder-of goes with --parts vae (fine-tune its decoder) or --parts refiner alone")
+        if "refiner" in self.parts and self.decoder_of is None:
+            raise InputError("the refiner learns on a trained VAE's frames: pass --decoder-of VAE with --parts refiner")
 
 
 def _rng(seed: int, step: int, salt: int) -> np.random.Generator:
@@ -165,6 +178,62 @@ def decoder_loss(cache: FrameCache, seed: int, batch: int, frames_per_clip: int 
             z = vae.encode(x).latent_dist.mode()
         rec, edges = _reconstruction(vae.decode(z, num_frames=frames_per_clip).sample, x)
         return rec + edges, {"l1": rec.detach()}
+
+    return loss_fn
+
+
+def refiner_loss(
+    cache: FrameCache, seed: int, batch: int, vae, drift: float, frames_per_clip: int = 4, faces: RandomFaces | None = None
+):
+    """The refiner: frozen-VAE frames (from perturbed latents) + a portrait of the same person -> the true frames.
+
+    The portrait is another frame of the person, from any of their clips (half the time a clip's
+    first frame, as a user's portrait), so expression, mouth and pose must come from the decoded
+    frame. The latent perturbation, white plus smooth noise of a random size per clip, stands in
+    for the denoiser's errors, so the refiner learns to restore appearance that generation lost,
+    not only what the autoencoder loses.
+    """
+    by_identity: dict[str, list[int]] = {}
+    for c, record in enumerate(cache.records):
+        by_identity.setdefault(record.identity, []).append(c)
+    vae.requires_grad_(False).eval()
+    scale = float(vae.config.scaling_factor)
+
+    def batch_arrays(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        clips = batch // frames_per_clip
+        generic = clips // 2 if faces is not None else 0
+        frames, refs = [], []
+        for c in rng.integers(0, len(cache.records), clips - generic):
+            s = int(cache.starts[c]) + int(rng.integers(0, cache.lengths[c] - frames_per_clip + 1))
+            pool = by_identity[cache.records[c].identity]
+            r = int(pool[rng.integers(len(pool))])
+            ref = int(cache.starts[r]) + (0 if rng.random() < 0.5 else int(rng.integers(cache.lengths[r])))
+            frames.append(cache.frames[s : s + frames_per_clip])
+            refs.append(np.repeat(cache.frames[ref][None], frames_per_clip, axis=0))
+        for _ in range(generic):  # a fresh person: the portrait is one more frame of the same short clip
+            clip = faces.clip(rng, frames_per_clip + 1)[0]
+            frames.append(clip[1:])
+            refs.append(np.repeat(clip[:1], frames_per_clip, axis=0))
+        return np.concatenate(frames), np.concatenate(refs)
+
+    def loss_fn(step, modules, _batch, generator):
+        refiner = modules["refiner"]
+        rng = _rng(seed, step, 6)
+        frames, refs = batch_arrays(rng)
+        x, ref = pixels(frames).to(refiner.device), pixels(refs).to(refiner.device)
+        vae.to(x.device)
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.mode()
+            n = z.shape[0] // frames_per_clip
+            size = torch.from_numpy(rng.uniform(0, drift, size=(n, 1, 1, 1)).astype(np.float32)).repeat_interleave(frames_per_clip, 0)
+            white = torch.from_numpy(rng.standard_normal(z.shape).astype(np.float32))
+            smooth = F.interpolate(F.avg_pool2d(white, 4), scale_factor=4.0, mode="bilinear")  # low-frequency drift
+            z = z + ((0.5 * white + 1.5 * smooth) * size / scale).to(z.device)
+            decoded = vae.decode(z, num_frames=frames_per_clip).sample.clamp(-1, 1)
+        rec, edges = _reconstruction(refiner(decoded, ref), x)
+        with torch.no_grad():
+            before = (decoded - x).abs().mean()
+        return rec + edges, {"l1": rec.detach(), "l1_decoded": before}
 
     return loss_fn
 
@@ -323,8 +392,12 @@ def pretrain_backbone(opts: BackboneOptions, cache: FrameCache, progress: bool =
         modules = {part: module}
         steps, batch, lr = opts.steps[part], opts.batch[part], opts.lr[part] / (2 if finetune else 1)
         faces = RandomFaces(cache.size) if opts.generic_faces else None
-        averages = {part: copy.deepcopy(module)} if finetune else None
-        if finetune:
+        averaged = finetune or part == "refiner"
+        averages = {part: copy.deepcopy(module)} if averaged else None
+        if part == "refiner":
+            vae = load_vae_for_decoder(opts.decoder_of, opts.config)
+            loss_fn = refiner_loss(cache, opts.seed, batch, vae, opts.refiner_drift, faces=faces)
+        elif finetune:
             loss_fn = decoder_loss(cache, opts.seed, batch, faces=faces)
         elif part == "vae":
             loss_fn = vae_loss(cache, opts.seed, batch, faces=faces)
@@ -338,7 +411,7 @@ def pretrain_backbone(opts: BackboneOptions, cache: FrameCache, progress: bool =
         elif part == "expression_encoder":
             loss_fn = expression_encoder_loss(cache, opts.seed, batch, faces=faces)
         else:
-            raise ValueError(f"unknown part {part!r}; expected one of {', '.join(PARTS)}")
+            raise ValueError(f"unknown part {part!r}; expected one of {', '.join(KNOWN_PARTS)}")
         run_dir = out / "runs" / part
         # Each part is its own run: the other parts listed, or their step counts, may change between calls.
         run = Run(run_dir, {**vars(opts), "part": part}, resume=True, resumable_keys=(*RESUMABLE, "parts"))
@@ -347,7 +420,7 @@ def pretrain_backbone(opts: BackboneOptions, cache: FrameCache, progress: bool =
             run, accelerator, modules, loss_fn, steps=steps, lr=lr, seed=opts.seed, warmup=min(200, steps // 10 + 1),
             save_every=max(100, steps // 5), desc=f"fine-tune {part} decoder" if finetune else f"pretrain {part}", averages=averages, ema_decay=opts.ema_decay,
         )  # fmt: skip
-        trained = averages[part] if finetune else accelerator.unwrap_model(modules[part])
+        trained = averages[part] if averaged else accelerator.unwrap_model(modules[part])
         if part == "vae" and not finetune:  # a fine-tuned decoder keeps its encoder's scaling
             # EDM assumes unit-variance data: scale latents by 1 / their standard deviation.
             trained.register_to_config(scaling_factor=latent_scaling_factor(trained, cache, opts.seed))
