@@ -10,7 +10,9 @@
 #   4. the denoiser from scratch with neutral reference frames (the emotion must come from the
 #      conditions, not be copied from the reference), 3/4 emotion data
 #   5. the same denoiser continued on the 96-identity world
-#   6. export in float16 with the fine-tuned decoder and the sampling recipe (10 DPM++ 2M steps, guidance on every step), into the package
+#   6. the reference refiner, on the fine-tuned decoder's frames
+#   7. export in float16 with the fine-tuned decoder, the refiner and the sampling recipe (10 DPM++ 2M steps,
+#      guidance on every step, identity scale 1, audio + emotion scale 4), into the package
 set -euo pipefail
 DATA=${1:-data}
 RUN=${2:-runs/default}
@@ -32,5 +34,6 @@ $DT pretrain "$DATA/world" --out "$RUN/decoder" --parts vae --decoder-of "$RUN/b
 [ -f "$RUN/diffusion/model/model_index.json" ] || $DT train "$DATA/world96" --backbone "$RUN/backbone" --embedder "$RUN/embedder" \
     --init "$RUN/scratch/run/checkpoints/step_$(printf %07d "$SCRATCH")" --out "$RUN/diffusion" --steps "$WIDE" --mix 0.75 \
     --threads "$THREADS" $(resume "$RUN/diffusion")
+$DT pretrain "$DATA/world" --out "$RUN/refiner" --parts refiner --decoder-of "$RUN/decoder/vae" --threads "$THREADS"
 $DT export "$RUN/diffusion" --out src/dicetalk/assets/default_model --dtype float16 --steps 10 --sampler dpmpp-2m --guidance-fraction 1 --identity-scale 1 \
-    --vae "$RUN/decoder/vae"
+    --emotion-scale 4 --vae "$RUN/decoder/vae" --refiner "$RUN/refiner/refiner"

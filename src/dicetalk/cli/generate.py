@@ -27,7 +27,7 @@ def generate(
     steps: int | None = typer.Option(None, help="Denoising steps (default: the model's recipe; 25 for the release)."),
     sampler: str | None = typer.Option(None, help="euler, heun or dpmpp-2m (default: the model's recipe)."),
     identity_scale: float | None = typer.Option(None, help="Guidance scale of the reference image (default: the model's recipe; 3 for the release)."),
-    emotion_scale: float | None = typer.Option(None, help="Guidance scale of audio + emotion (default: the model's recipe; 6)."),
+    emotion_scale: float | None = typer.Option(None, help="Guidance scale of audio + emotion (default: the model's recipe; 4 for the default model)."),
     fps: float = typer.Option(25.0, help="Frames per second of the output."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same video."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
