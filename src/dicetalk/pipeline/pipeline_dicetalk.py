@@ -317,7 +317,8 @@ class DiceTalkPipeline(DiffusionPipeline):
     def decode(self, latents: torch.Tensor, chunk: int, sink: Callable[[np.ndarray], None], reference: torch.Tensor | None = None) -> None:
         """Decode (F, C, h, w) latents ``chunk`` frames at a time, handing uint8 frames to ``sink``.
 
-        ``reference``: the portrait's (1, 3, H, W) pixels, for the reference refiner (if the model has one).
+        ``reference``: the portrait's (1, 3, H, W) pixels, for the reference refiner (if the model has one;
+        None: the decoded frames are final).
         """
         scale = self.vae.config.scaling_factor
         for s in range(0, latents.shape[0], chunk):
