@@ -34,6 +34,23 @@ def stages(tiny_world, tmp_path_factory):
     return dict(root=root, cache=cache, backbone=backbone, features=features, priors=priors, world=tiny_world)
 
 
+def _killable(monkeypatch, module, name, kill_at):
+    """Replace the loss factory ``module.name`` by one whose loss raises KeyboardInterrupt at step ``kill_at``."""
+    real = getattr(module, name)
+
+    def factory(*args, **kwargs):
+        inner = real(*args, **kwargs)
+
+        def loss_fn(step, *rest):
+            if step == kill_at:
+                raise KeyboardInterrupt
+            return inner(step, *rest)
+
+        return loss_fn
+
+    monkeypatch.setattr(module, name, factory)
+
+
 def _opts(stages, out, steps, **kw):
     return DiffusionOptions(
         dataset=str(stages["world"]), out=str(out), backbone=str(stages["root"] / "backbone"), embedder=str(stages["root"] / "embedder"),
@@ -227,23 +244,14 @@ def test_decoder_finetune_keeps_the_encoder_and_resumes_exactly(stages, tmp_path
     root, cache = stages["root"], stages["cache"]
     original = load_vae(root / "backbone")
 
-    real_fit, real_loss = backbone.fit, backbone.decoder_loss
+    real_fit = backbone.fit
     monkeypatch.setattr(backbone, "fit", lambda *a, **kw: real_fit(*a, **{**kw, "save_every": 10}))
 
     def finetune(out, kill_at=None):
-        def loss(*args, **kwargs):
-            inner = real_loss(*args, **kwargs)
-
-            def loss_fn(step, *rest):
-                if step == kill_at:
-                    raise KeyboardInterrupt
-                return inner(step, *rest)
-
-            return loss_fn
-
-        monkeypatch.setattr(backbone, "decoder_loss", loss)
         opts = BackboneOptions(str(stages["world"]), str(out), config="tiny", parts=("vae",), steps={"vae": 40}, decoder_of=str(root / "backbone" / "vae"), ema_decay=0.9)
-        return pretrain_backbone(opts, cache)["vae"]
+        with monkeypatch.context() as m:
+            _killable(m, backbone, "decoder_loss", kill_at)
+            return pretrain_backbone(opts, cache)["vae"]
 
     tuned = load_vae(finetune(tmp_path / "straight"))
     assert same_encoder(original, tuned)  # the latent space stays: denoisers trained on it still fit
@@ -284,31 +292,21 @@ def test_refiner_learns_from_the_portrait_resumes_exactly_and_exports(stages, tm
     import dicetalk.training.backbone as backbone
     from dicetalk.data.features import pixels
     from dicetalk.pipeline.loading import load_pipeline
-    from dicetalk.training.assemble import load_refiner
-    from dicetalk.training.backbone import load_vae
+    from dicetalk.training.backbone import load_refiner, load_vae
 
     root, cache = stages["root"], stages["cache"]
     vae = load_vae(root / "backbone").eval()
-    real_fit, real_loss = backbone.fit, backbone.refiner_loss
+    real_fit = backbone.fit
     monkeypatch.setattr(backbone, "fit", lambda *a, **kw: real_fit(*a, **{**kw, "save_every": 10}))
 
     def train(out, kill_at=None):
-        def loss(*args, **kwargs):
-            inner = real_loss(*args, **kwargs)
-
-            def loss_fn(step, *rest):
-                if step == kill_at:
-                    raise KeyboardInterrupt
-                return inner(step, *rest)
-
-            return loss_fn
-
-        monkeypatch.setattr(backbone, "refiner_loss", loss)
         opts = BackboneOptions(
             str(stages["world"]), str(out), config="tiny", parts=("refiner",), steps={"refiner": 40}, lr={"refiner": 3e-3},
             decoder_of=str(root / "backbone" / "vae"), ema_decay=0.9,
         )  # fmt: skip
-        return pretrain_backbone(opts, cache)["refiner"]
+        with monkeypatch.context() as m:
+            _killable(m, backbone, "refiner_loss", kill_at)
+            return pretrain_backbone(opts, cache)["refiner"]
 
     refiner = load_refiner(train(tmp_path / "straight"))
     # A clip's frames as the VAE decodes them, with the clip's first frame as the portrait: the refiner brings them closer to the truth.

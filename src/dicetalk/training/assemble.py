@@ -11,7 +11,7 @@ from ..data.cache import FrameCache
 from ..data.datasets import DiffusionFeatures
 from ..data.features import _cached, audio_hidden_states, audio_row_offsets, image_embeddings, vae_latents
 from ..errors import InputError
-from .backbone import clip_normalise
+from .backbone import clip_normalise, load_refiner, load_vae
 
 
 def _need(folder: Path, what: str) -> Path:
@@ -78,20 +78,6 @@ def same_encoder(a, b) -> bool:
     return all(k in sb and sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k].to(sa[k].dtype)) for k in keys) and len(keys) > 0
 
 
-def load_refiner(folder: str | Path):
-    """The reference refiner in ``folder`` (a refiner folder, or one holding ``refiner/``)."""
-    from ..models.reference_refiner import ReferenceRefiner
-
-    folder = Path(folder)
-    folder = folder / "refiner" if (folder / "refiner" / "config.json").is_file() else folder
-    if not (folder / "config.json").is_file():
-        raise InputError(f"{folder}: not a refiner folder (no config.json)")
-    try:
-        return ReferenceRefiner.from_pretrained(folder, torch_dtype=torch.float32).eval()
-    except (OSError, ValueError, TypeError, RuntimeError) as exc:
-        raise InputError(f"{folder}: not a refiner folder ({str(exc).splitlines()[0]})") from None
-
-
 def assemble_pipeline(
     backbone_dir: str | Path,
     embedder_dir: str | Path,
@@ -118,8 +104,6 @@ def assemble_pipeline(
             expression_encoder = load_backbone(backbone_dir, ("expression_encoder",))["expression_encoder"]
         embedder, priors = load_embedder(embedder_dir)
         if vae_dir is not None:
-            from .backbone import load_vae
-
             vae = load_vae(vae_dir)
             if not same_encoder(parts["vae"], vae):
                 raise InputError(f"{vae_dir}: its encoder is not the one the denoiser was trained with ({Path(backbone_dir) / 'vae'})")

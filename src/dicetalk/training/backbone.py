@@ -238,20 +238,32 @@ def refiner_loss(
     return loss_fn
 
 
+def _load_part(cls, folder: str | Path, name: str, what: str):
+    """``cls`` in float32 from ``folder``: the part's own folder, or one holding ``name/``."""
+    from ..errors import InputError
+
+    folder = Path(folder)
+    folder = folder / name if (folder / name / "config.json").is_file() else folder
+    if not (folder / "config.json").is_file():
+        raise InputError(f"{folder}: not a {what} folder (no config.json)")
+    try:
+        return cls.from_pretrained(folder, torch_dtype=torch.float32)
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        raise InputError(f"{folder}: not a {what} folder ({str(exc).splitlines()[0]})") from None
+
+
 def load_vae(folder: str | Path):
     """The float32 VAE in ``folder``: a VAE folder, or a weights or backbone folder holding ``vae/``."""
     from diffusers import AutoencoderKLTemporalDecoder
 
-    from ..errors import InputError
+    return _load_part(AutoencoderKLTemporalDecoder, folder, "vae", "VAE")
 
-    folder = Path(folder)
-    folder = folder / "vae" if (folder / "vae" / "config.json").is_file() else folder
-    if not (folder / "config.json").is_file():
-        raise InputError(f"{folder}: not a VAE folder (no config.json)")
-    try:
-        return AutoencoderKLTemporalDecoder.from_pretrained(folder, torch_dtype=torch.float32)
-    except (OSError, ValueError, TypeError) as exc:
-        raise InputError(f"{folder}: not a VAE folder ({str(exc).splitlines()[0]})") from None
+
+def load_refiner(folder: str | Path):
+    """The float32 reference refiner in ``folder``: a refiner folder, or a weights or run folder holding ``refiner/``."""
+    from ..models.reference_refiner import ReferenceRefiner
+
+    return _load_part(ReferenceRefiner, folder, "refiner", "refiner").eval()
 
 
 def load_vae_for_decoder(folder: str | Path, config_name: str):
