@@ -105,3 +105,21 @@ def test_rejects_bad_arguments():
         info_nce(e, torch.zeros(3, dtype=torch.long), 0.1)
     with pytest.raises(ValueError, match="embeddings"):
         info_nce(e[0], torch.zeros(3, dtype=torch.long), 0.1)
+
+
+def test_lower_face_weights_cover_the_lower_face_box():
+    from dicetalk.training.losses import LOWER_FACE, lower_face_weights
+
+    whole = torch.tensor([[[0.0, 0.0, 1.0, 1.0]]])  # the face fills the frame
+    assert torch.equal(lower_face_weights(whole, 16, 16, 1.0), torch.ones(1, 1, 1, 16, 16))
+    w = lower_face_weights(whole, 16, 16, 5.0)[0, 0, 0]
+    fx0, fy0, fx1, fy1 = LOWER_FACE
+    assert float((w - 1).sum()) == pytest.approx(4.0 * (fx1 - fx0) * (fy1 - fy0) * 256, rel=1e-5)  # the box's area, in cells
+    assert float(w.max()) == pytest.approx(5.0) and float(w.min()) == 1.0
+    assert torch.all(w[: int(fy0 * 16)] == 1.0)  # eyes and brows keep the plain weight
+
+    # The map follows the face: a face box a quarter of the frame to the right moves it 4 cells.
+    small = torch.tensor([[[0.0, 0.25, 0.5, 0.75], [0.25, 0.25, 0.75, 0.75]]])
+    maps = lower_face_weights(small, 16, 16, 3.0)[0, :, 0]
+    assert torch.allclose(maps[1], torch.roll(maps[0], 4, dims=1), atol=1e-5)
+    assert not torch.equal(maps[0], maps[1])

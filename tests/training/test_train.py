@@ -337,3 +337,42 @@ def test_refiner_learns_from_the_portrait_resumes_exactly_and_exports(stages, tm
     assert "--decoder-of goes with" in capsys.readouterr().err
     assert main([*args, "--parts", "mouth"]) != 0
     assert "unknown part 'mouth'" in capsys.readouterr().err
+
+
+def test_mouth_weight_counts_the_lower_face_errors_more(stages):
+    from dicetalk.data.datasets import WindowDataset
+    from dicetalk.training.diffusion import _collate, build_trainable, diffusion_loss
+
+    scale = stages["backbone"]["vae"].config.scaling_factor
+    opts = _opts(stages, "unused", 1)
+    modules = build_trainable(opts)
+    data = WindowDataset(stages["cache"], 4, seed=0, features=stages["features"], with_pixels=False, neutral_reference=True)
+    batch = _collate([data[0], data[1]])
+
+    def denoise_loss(mouth_weight, batch):
+        fn = diffusion_loss(DiffusionOptions(**{**vars(opts), "mouth_weight": mouth_weight}), stages["cache"].fps, scale)
+        with torch.no_grad():
+            return float(fn(0, modules, batch, torch.Generator().manual_seed(3))[1]["denoise"])
+
+    plain = denoise_loss(1.0, batch)
+    assert denoise_loss(4.0, batch) > plain * 1.05
+    # Only the face box's lower part is weighted: with the faces above the frame nothing is.
+    away = {**batch, "face_boxes": batch["face_boxes"] - torch.tensor([0.0, 2.0, 0.0, 2.0])}
+    assert denoise_loss(4.0, away) == pytest.approx(plain, rel=1e-6)
+
+
+def test_a_run_started_before_an_option_existed_resumes_with_its_default(stages, tmp_path):
+    from dataclasses import replace
+
+    from dicetalk.errors import InputError
+
+    opts = _opts(stages, tmp_path / "old", 4)
+    Run(tmp_path / "old" / "run", opts, resume=False)
+    saved = tmp_path / "old" / "run" / "options.json"
+    old = json.loads(saved.read_text())
+    del old["mouth_weight"]  # as written before the option was added
+    saved.write_text(json.dumps(old))
+    Run(tmp_path / "old" / "run", opts, resume=True)
+    saved.write_text(json.dumps(old))
+    with pytest.raises(InputError, match="different options: mouth_weight"):
+        Run(tmp_path / "old" / "run", replace(opts, mouth_weight=3.0), resume=True)

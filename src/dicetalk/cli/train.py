@@ -121,6 +121,7 @@ def train(
     warmup: int = typer.Option(300, min=0, help="Steps of linear learning-rate warm-up."),
     mix: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of emotion-labelled (MEAD-like) windows; the rest is talking (HDTF-like) data."),
     lambda_cls: float = typer.Option(0.1, help="Weight of the emotion discrimination loss (0: ablation)."),
+    mouth_weight: float = typer.Option(1.0, min=0.0, help="Weight of the lower face (mouth, chin) in the denoising loss; 1: unweighted, as in the paper."),
     emotion_bank: bool = typer.Option(True, "--emotion-bank/--no-emotion-bank", help="Ablation: train without the bank."),
     deterministic_prior: bool = typer.Option(False, help="Ablation: the embedder's mean instead of a sample."),
     neutral_reference: bool = typer.Option(
@@ -163,7 +164,7 @@ def train(
                        distill_emotion_scale=distill_emotion_scale, trainable=("unet",))  # fmt: skip
     opts = DiffusionOptions(
         dataset=str(dataset), out=str(out), backbone=str(backbone), embedder=str(embedder), config=config,
-        init=str(init) if init else None, steps=steps, batch=batch, frames=frames, lr=lr, warmup=warmup, mix=mix, lambda_cls=lambda_cls,
+        init=str(init) if init else None, steps=steps, batch=batch, frames=frames, lr=lr, warmup=warmup, mix=mix, lambda_cls=lambda_cls, mouth_weight=mouth_weight,
         emotion_bank=emotion_bank, deterministic_prior=deterministic_prior, neutral_reference=neutral_reference, unet_trainable=unet_trainable,
         workers=workers, mixed_precision=mixed_precision, save_every=save_every, seed=seed, **distill,
     )

@@ -48,7 +48,7 @@ class WindowDataset(torch.utils.data.Dataset):
     given), a reference frame of the same video (of a neutral clip of the same person with
     ``neutral_reference``, for emotion data), the emotion reference clip (another clip of the
     same identity, emotion and level; the clip itself for unlabelled talking data), expression
-    coefficients, the face mask and the labels.
+    coefficients, the face mask, each frame's face box and the labels.
     """
 
     def __init__(
@@ -124,6 +124,7 @@ class WindowDataset(torch.utils.data.Dataset):
             "emotion_id": record.emotion_id,
             "expression": torch.from_numpy(np.array(cache.expression[window], np.float32)),
             "mask": torch.from_numpy(face_mask(np.array(cache.face_box[window]), cache.size)),
+            "face_boxes": torch.from_numpy(np.array(cache.face_box[window], np.float32)),  # per frame, fractions of the frame
         }
         if self.with_pixels:
             item["frames"] = pixels(cache.frames[window])

@@ -39,6 +39,13 @@ def options_dict(options: Any) -> dict:
     return json.loads(json.dumps(d, default=str))
 
 
+def _defaults(options: Any) -> dict:
+    if not dataclasses.is_dataclass(options):
+        return {}
+    fields = dataclasses.fields(options)
+    return json.loads(json.dumps({f.name: f.default for f in fields if f.default is not dataclasses.MISSING}, default=str))
+
+
 # Options that may change on --resume: the target length and bookkeeping that leaves every
 # sample and update as it was (data are a pure function of (seed, step), whatever the workers).
 RESUMABLE = ("steps", "save_every", "log_every", "workers", "cache_dir")
@@ -56,7 +63,8 @@ class Run:
         if self.latest() is not None and not resume:
             raise InputError(f"{self.folder} already holds a run; pass --resume to continue it or choose another folder")
         if resume and saved.is_file():
-            previous = json.loads(saved.read_text())
+            # An option added after the run began reads as its default (the run trained without it).
+            previous = {**_defaults(options), **json.loads(saved.read_text())}
             changed = sorted(k for k in set(previous) | set(self.options) if k not in resumable_keys and previous.get(k) != self.options.get(k))
             if changed:
                 raise InputError(f"cannot resume {self.folder} with different options: {', '.join(changed)}")

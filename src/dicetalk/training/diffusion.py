@@ -10,7 +10,10 @@ clip (same identity and emotion), the emotion bank retrieving its nearest code (
 through), and the discriminator classifying the UNet mid-block features into the 22 MEAD
 classes. Conditions are dropped for classifier-free guidance: 5 % audio, 5 % image, 5 %
 emotion, 5 % all. Frozen components (VAE, image encoder, audio encoder, embedder) only enter
-through features cached once (:mod:`dicetalk.data.features`).
+through features cached once (:mod:`dicetalk.data.features`). ``mouth_weight`` > 1 counts the
+lower face's errors that many times in ``L_denoise``
+(:func:`~dicetalk.training.losses.lower_face_weights`, each frame's face box): lip-sync needs the
+mouth right, and the mouth is a small part of the frame.
 
 Guidance distillation (``distill_from``, issue 7): the UNet alone learns to give, in one pass with
 every condition, what the frozen teacher gives with its guidance branches,
@@ -38,6 +41,7 @@ from ..data.cache import FrameCache
 from ..data.datasets import DiffusionFeatures, WindowDataset
 from ..models.registry import build_component
 from .common import Run, StepIndices, fit, load_weights, make_accelerator
+from .losses import lower_face_weights
 
 TRAINABLE = ("unet", "audio_projection", "emotion_bank", "mask_encoder", "discriminator")
 # Zero-initialised parts a configuration may add to weights trained without them.
@@ -60,6 +64,7 @@ class DiffusionOptions:
     p_mean: float = 0.7
     p_std: float = 1.6
     lambda_cls: float = 0.1
+    mouth_weight: float = 1.0  # weight of the lower face in the denoising loss (1: the paper's unweighted loss)
     drop_audio: float = 0.05
     drop_image: float = 0.05
     drop_emotion: float = 0.05
@@ -166,7 +171,10 @@ def diffusion_loss(opts: DiffusionOptions, fps: float, scaling_factor: float):
         prior = mu if opts.deterministic_prior else mu + var.sqrt() * torch.randn(mu.shape, generator=generator, device=dev)
 
         denoised, out, emotion = denoise(modules, batch, x, sigma, prior, drops, fps, scaling_factor)
-        denoise_loss = (edm.loss_weight(sigma.view(b, 1, 1, 1, 1)) * (denoised - x0) ** 2).mean()
+        weight = edm.loss_weight(sigma.view(b, 1, 1, 1, 1))
+        if opts.mouth_weight != 1.0:
+            weight = weight * lower_face_weights(batch["face_boxes"], x0.shape[-2], x0.shape[-1], opts.mouth_weight)
+        denoise_loss = (weight * (denoised - x0) ** 2).mean()
         labelled = batch["labelled"].bool() & ~drops[2]
         cls = modules["discriminator"].loss(out.mid_features, batch["class_id"].clamp(min=0), weight=labelled.float())
         loss = denoise_loss + opts.lambda_cls * cls + emotion.vq_loss

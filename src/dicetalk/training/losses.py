@@ -4,6 +4,10 @@
 InfoNCE on cosine similarity. Priors of clips showing the same identity with the same emotion are
 positives; for data without emotion labels (HDTF-style), clips cut from the same video are. The
 caller encodes either rule in one integer label per embedding.
+
+:func:`lower_face_weights` weights the denoising loss towards the mouth: lip-sync lives in a
+small part of the frame (a fifth of a portrait's latent cells), so an unweighted loss spends most of
+the model on the still parts of the face.
 """
 
 from __future__ import annotations
@@ -52,3 +56,31 @@ def info_nce(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float 
     # where(), not multiply: the diagonal holds -inf and 0 * -inf is nan.
     positive_log_prob = torch.where(positives[anchors], log_prob, torch.zeros_like(log_prob)).sum(1)
     return -(positive_log_prob / counts[anchors]).mean()
+
+
+# The lower face (mouth, lips and chin, with room for a wide smile) as fractions of the face box.
+LOWER_FACE = (0.15, 0.55, 0.85, 1.0)
+
+
+def _coverage(lo: torch.Tensor, hi: torch.Tensor, cells: int) -> torch.Tensor:
+    """(..., cells): the share of each of ``cells`` equal bins of [0, 1] that [lo, hi] covers."""
+    edges = torch.arange(cells + 1, dtype=lo.dtype, device=lo.device) / cells
+    left, right = edges[:-1], edges[1:]
+    overlap = torch.minimum(hi[..., None], right) - torch.maximum(lo[..., None], left)
+    return overlap.clamp(min=0) * cells
+
+
+def lower_face_weights(face_boxes: torch.Tensor, height: int, width: int, weight: float) -> torch.Tensor:
+    """Per-cell loss weights (B, F, 1, height, width): 1, and ``weight`` on the lower face.
+
+    ``face_boxes`` (B, F, 4) are each frame's face box (x0 y0 x1 y1, fractions of the frame). A cell
+    the lower-face box covers in part gets a weight in between (so the map follows the head
+    smoothly). ``weight`` 1 gives the plain, unweighted loss.
+    """
+    x0, y0, x1, y1 = face_boxes.unbind(-1)
+    w, h = x1 - x0, y1 - y0
+    fx0, fy0, fx1, fy1 = LOWER_FACE
+    cover_x = _coverage(x0 + fx0 * w, x0 + fx1 * w, width)  # (B, F, width)
+    cover_y = _coverage(y0 + fy0 * h, y0 + fy1 * h, height)  # (B, F, height)
+    cover = cover_y[..., :, None] * cover_x[..., None, :]  # (B, F, height, width)
+    return (1.0 + (weight - 1.0) * cover)[:, :, None]
