@@ -37,7 +37,7 @@ import numpy as np
 from .. import EMOTIONS, __version__
 from ..errors import InputError
 from ..utils.atomic import write_bytes, write_json
-from ..utils.media import SPEECH_SAMPLE_RATE, VideoWriter
+from ..utils.media import DEFAULT_CRF, SPEECH_SAMPLE_RATE, VideoWriter
 from .expressions import EMOTION_TARGETS, EXPRESSION_NAMES, LEVEL_INTENSITY, POSE_NAMES, emotion_expression, emotion_levels
 from .face import FaceRenderer
 from .identity import sample_identity
@@ -258,7 +258,7 @@ def make_clip(job: ClipJob) -> int:
         stale.unlink(missing_ok=True)
     renderer = FaceRenderer(identity.appearance, job.size)
     boxes = np.empty((num_frames, 4), np.float32)
-    with VideoWriter(stem.with_suffix(".mp4"), FPS, audio, SPEECH_SAMPLE_RATE) as writer:
+    with VideoWriter(stem.with_suffix(".mp4"), FPS, audio, SPEECH_SAMPLE_RATE, crf=DEFAULT_CRF) as writer:  # the world's clips as first made
         chunk = []
         for t in range(num_frames):
             frame, boxes[t] = renderer.render(expression[t], pose[t])

@@ -98,11 +98,27 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None, with_audi
     return VideoClip(np.stack(frames), fps, audio)
 
 
+SMALL_FRAME = 256  # frames up to this size (the larger side, px) are encoded at SMALL_FRAME_CRF
+SMALL_FRAME_CRF = 10
+DEFAULT_CRF = 18
+
+
+def default_crf(height: int, width: int) -> int:
+    """H.264 quality for a frame size: 18 (visually lossless) in general, 10 for small frames.
+
+    In a 64-px face the mouth is a few pixels wide, and at crf 18 x264 smears exactly those
+    pixels (the lip-sync judge's confidence on ground-truth clips drops from 0.88 to 0.85); at
+    these sizes the higher quality costs a few kilobytes.
+    """
+    return SMALL_FRAME_CRF if max(height, width) <= SMALL_FRAME else DEFAULT_CRF
+
+
 class VideoWriter:
     """Stream RGB frames into an H.264 mp4 (AAC speech track optional), atomically.
 
     Use as a context manager: frames are encoded as they arrive (memory stays bounded), the
     audio is muxed at the end, and the file appears under its name only if everything succeeded.
+    ``crf``: the H.264 quality (None: :func:`default_crf` of the frame size).
     """
 
     def __init__(
@@ -111,7 +127,7 @@ class VideoWriter:
         fps: float,
         audio: np.ndarray | None = None,
         sample_rate: int = SPEECH_SAMPLE_RATE,
-        crf: int = 18,
+        crf: int | None = None,
     ):
         self.path = Path(path)
         self.fps = fps
@@ -149,7 +165,8 @@ class VideoWriter:
             self._vstream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
             self._vstream.width, self._vstream.height = frames.shape[2], frames.shape[1]
             self._vstream.pix_fmt = "yuv420p"
-            self._vstream.options = {"crf": str(self.crf), "preset": "veryfast"}
+            crf = default_crf(*frames.shape[1:3]) if self.crf is None else self.crf
+            self._vstream.options = {"crf": str(crf), "preset": "veryfast"}
             if self.audio is not None:  # every stream must exist before the first packet is muxed
                 self._astream = self._container.add_stream("aac", rate=AAC_SAMPLE_RATE)
                 self._astream.layout = "mono"
@@ -206,7 +223,7 @@ def write_video(
     fps: float,
     audio: np.ndarray | None = None,
     sample_rate: int = SPEECH_SAMPLE_RATE,
-    crf: int = 18,
+    crf: int | None = None,
 ) -> Path:
     """Write (T, H, W, 3) uint8 RGB frames as H.264 mp4, with an AAC track when ``audio`` is given.
 
