@@ -51,13 +51,30 @@ def expand(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return sigma.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
 
 
-def guided(image: torch.Tensor, full: torch.Tensor, emotion_scale: float, identity_scale: float = 1.0, none: torch.Tensor | None = None) -> torch.Tensor:
-    """Classifier-free guidance over the two condition groups (sampling and distillation alike):
+def guided(
+    image: torch.Tensor,
+    full: torch.Tensor,
+    emotion_scale: float,
+    identity_scale: float = 1.0,
+    none: torch.Tensor | None = None,
+    audio: torch.Tensor | None = None,
+    audio_scale: float | None = None,
+) -> torch.Tensor:
+    """Classifier-free guidance over the condition groups (sampling and distillation alike):
 
     ``none + s_id (image - none) + s_ae (full - image)`` = ``image + s_ae (full - image) + (s_id - 1)(image - none)``;
-    at ``s_id = 1`` the unconditional estimate cancels and ``none`` is not needed.
+    at ``s_id = 1`` the unconditional estimate cancels and ``none`` is not needed. With a separate
+    audio scale ``s_a`` (``audio``: the estimate with image and audio, emotion dropped) the
+    audio + emotion term splits into ``s_a (audio - image) + s_ae (full - audio)``: the mouth follows
+    the speech at its own strength while the emotion keeps ``s_ae`` (``s_a = s_ae`` gives the
+    joint form back).
     """
-    estimate = image + emotion_scale * (full - image)
+    if audio_scale is None or audio_scale == emotion_scale:
+        estimate = image + emotion_scale * (full - image)
+    elif audio is None:
+        raise ValueError("a separate audio scale needs the image + audio estimate")
+    else:
+        estimate = image + audio_scale * (audio - image) + emotion_scale * (full - audio)
     if identity_scale == 1.0:
         return estimate
     if none is None:

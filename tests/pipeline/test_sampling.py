@@ -99,3 +99,45 @@ def test_guidance_scales_default_to_the_model_recipe():
     pipe.register_to_config(default_identity_scale=1.0, default_emotion_scale=4.0)
     assert np.array_equal(run(), run(identity_scale=1.0, audio_emotion_scale=4.0))
     assert not np.array_equal(run(), release)
+
+
+def test_a_separate_audio_scale_adds_the_image_and_audio_branch():
+    pipe, image, audio, priors = _tiny_one_window(seed=2)
+    h = int(pipe.unet.config.sample_size)
+    x = torch.randn(4, pipe.unet.config.out_channels, h, h, generator=torch.Generator().manual_seed(2))
+    cond = pipe.prepare_conditions(image, audio, priors, 25.0, None, 0.02, 127, torch.Generator().manual_seed(3))
+    calls = []
+    hook = pipe.unet.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    sigma = torch.tensor(2.0)
+
+    def x0(**kw):
+        return pipe._guided_x0(x, sigma, [0], cond, 25.0, **kw)
+
+    joint = x0(identity_scale=1.0, audio_emotion_scale=4.0)
+    assert torch.equal(joint, x0(identity_scale=1.0, audio_emotion_scale=4.0, audio_scale=4.0))  # the same scale: the same two branches
+    assert calls == [2, 2]
+    split = x0(identity_scale=1.0, audio_emotion_scale=4.0, audio_scale=2.0)
+    assert calls[-1] == 3
+    # The split estimate moves linearly in s_a: the step from 2 to 3 is the image + audio term.
+    split3 = x0(identity_scale=1.0, audio_emotion_scale=4.0, audio_scale=3.0)
+    split4_via_audio = split + 2 * (split3 - split)
+    torch.testing.assert_close(split4_via_audio, joint, atol=1e-4, rtol=0)  # s_a = 4 is the joint form again
+    with_none = x0(identity_scale=2.0, audio_emotion_scale=4.0, audio_scale=2.0)
+    assert calls[-1] == 4
+    hook.remove()
+    assert (split - joint).abs().max() > 1e-3 and (with_none - split).abs().max() > 1e-3
+
+    frames = pipe(image, audio, priors, num_inference_steps=2, generator=torch.Generator().manual_seed(0), audio_scale=2.0).frames
+    pipe.register_to_config(default_audio_scale=2.0)
+    assert np.array_equal(frames, pipe(image, audio, priors, num_inference_steps=2, generator=torch.Generator().manual_seed(0)).frames)
+
+
+def test_guided_estimate_with_an_audio_scale():
+    from dicetalk.edm import guided
+
+    image, audio, full, none = (torch.full((2,), v) for v in (1.0, 2.0, 4.0, 0.5))
+    assert torch.equal(guided(image, full, 3.0, audio=audio, audio_scale=3.0), image + 3.0 * (full - image))
+    torch.testing.assert_close(guided(image, full, 3.0, audio=audio, audio_scale=1.5), torch.full((2,), 1 + 1.5 * 1 + 3.0 * 2))
+    torch.testing.assert_close(guided(image, full, 3.0, 2.0, none, audio=audio, audio_scale=1.5), torch.full((2,), 8.5 + 0.5))
+    with pytest.raises(ValueError, match="image \\+ audio"):
+        guided(image, full, 3.0, audio_scale=1.5)

@@ -86,6 +86,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         default_guidance_fraction: float = 1.0,
         default_identity_scale: float = 3.0,
         default_emotion_scale: float = 6.0,
+        default_audio_scale: float | None = None,
     ):
         super().__init__()
         # The sampling recipe this model was tuned for (saved in model_index.json).
@@ -95,6 +96,7 @@ class DiceTalkPipeline(DiffusionPipeline):
             default_guidance_fraction=default_guidance_fraction,
             default_identity_scale=default_identity_scale,
             default_emotion_scale=default_emotion_scale,
+            default_audio_scale=default_audio_scale,
         )
         self.register_modules(
             unet=unet,
@@ -242,10 +244,12 @@ class DiceTalkPipeline(DiffusionPipeline):
         identity_scale: float,
         audio_emotion_scale: float,
         guided: bool = True,
+        audio_scale: float | None = None,
     ) -> torch.Tensor:
         """Guided denoised estimate of every window, (len(starts), W, C, h, w).
 
-        ``guided=False`` runs only the fully conditioned branch (no guidance), one pass instead of three.
+        ``guided=False`` runs only the fully conditioned branch (no guidance), one pass instead of three;
+        an ``audio_scale`` other than ``audio_emotion_scale`` adds the image + audio branch.
         """
         w = min(self.window, x.shape[0])
         total = x.shape[0]
@@ -266,23 +270,32 @@ class DiceTalkPipeline(DiffusionPipeline):
                 audio_tokens=audio, emotion_tokens=emotion, mask_features=mask,
             ).sample.float()  # fmt: skip
             return edm.c_skip(sigma) * xs + edm.c_out(sigma) * out
-        # Branches stacked on the batch: [nothing,] image, image + audio + emotion. At s_id = 1 the
-        # unconditional estimate cancels (none + 1 * (image - none)), so it is not computed.
+        # Branches stacked on the batch: [nothing,] image, [image + audio,] image + audio + emotion.
+        # At s_id = 1 the unconditional estimate cancels (none + 1 * (image - none)), so it is not
+        # computed; the image + audio one only serves an audio scale of its own.
         with_none = identity_scale != 1.0
-        n = 3 if with_none else 2
+        with_audio = audio_scale is not None and audio_scale != audio_emotion_scale
         null_input = [torch.cat([scaled, torch.zeros_like(image)], 2)] if with_none else []
         null_embeds = [torch.zeros_like(embeds)] if with_none else []
+        conditioned = 3 if with_audio else 2  # branches that see the image
+        n = conditioned + with_none
+        audios = [null_audio] * (1 + with_none) + [audio] * (conditioned - 1)
+        emotions = [null_emotion] * (n - 1) + [emotion]
         out = self.unet(
-            torch.cat([*null_input, full_input, full_input]),
+            torch.cat([*null_input] + [full_input] * conditioned),
             edm.c_noise(sigma).to(self.unet.dtype),
-            torch.cat([*null_embeds, embeds, embeds]),
+            torch.cat([*null_embeds] + [embeds] * conditioned),
             cond.added_time_ids.expand(n * nw, -1),
-            audio_tokens=torch.cat([null_audio] * (n - 1) + [audio]),
-            emotion_tokens=torch.cat([null_emotion] * (n - 1) + [emotion]),
+            audio_tokens=torch.cat(audios),
+            emotion_tokens=torch.cat(emotions),
             mask_features=cond.mask_features[:, None].expand(n * nw, w, -1, -1, -1),
         ).sample.float()
         x0 = edm.c_skip(sigma) * xs + edm.c_out(sigma) * out.view(n, nw, *out.shape[1:])
-        return edm.guided(x0[-2], x0[-1], audio_emotion_scale, identity_scale, x0[0] if with_none else None)
+        image_x0 = x0[int(with_none)]
+        return edm.guided(
+            image_x0, x0[-1], audio_emotion_scale, identity_scale, x0[0] if with_none else None,
+            audio=x0[-2] if with_audio else None, audio_scale=audio_scale,
+        )  # fmt: skip
 
     def denoise_all(
         self,
@@ -297,6 +310,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         shift: int,
         windows_per_batch: int,
         guided: bool = True,
+        audio_scale: float | None = None,
     ) -> torch.Tensor:
         """Denoised estimate of the whole video: window estimates averaged in latent space."""
         total = x.shape[0]
@@ -307,7 +321,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         norm = torch.zeros(total, 1, 1, 1, device=x.device)
         for i in range(0, len(starts), windows_per_batch):
             batch = starts[i : i + windows_per_batch]
-            x0 = self._guided_x0(x, sigma, batch, cond, fps, identity_scale, audio_emotion_scale, guided)
+            x0 = self._guided_x0(x, sigma, batch, cond, fps, identity_scale, audio_emotion_scale, guided, audio_scale)
             for s, est in zip(batch, x0):
                 acc[s : s + w] += est * weights
                 norm[s : s + w] += weights
@@ -352,6 +366,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         frame_sink: Callable[[np.ndarray], None] | None = None,
         sampler: str | None = None,
         guidance_fraction: float | None = None,
+        audio_scale: float | None = None,
     ) -> DiceTalkPipelineOutput:
         """Generate ``priors.shape[0]`` frames at ``fps``.
 
@@ -362,13 +377,16 @@ class DiceTalkPipeline(DiffusionPipeline):
         ``euler``, ``heun`` or ``dpmpp-2m`` (see :mod:`.sampling`); ``guidance_fraction``: the share
         of the steps (the first, noisiest ones) that run all three guidance branches — the others
         run the fully conditioned branch alone, a third of the work; ``identity_scale`` (``s_id``) and
-        ``audio_emotion_scale`` (``s_ae``): the guidance scales (None: the model's recipe).
+        ``audio_emotion_scale`` (``s_ae``): the guidance scales (None: the model's recipe);
+        ``audio_scale`` (``s_a``): the speech's own scale, one more branch when it differs from
+        ``s_ae`` (None: the model's recipe, whose None means ``s_ae``).
         """
         num_inference_steps = num_inference_steps or self.config.default_steps
         sampler = sampler or self.config.default_sampler
         guidance_fraction = self.config.default_guidance_fraction if guidance_fraction is None else guidance_fraction
         identity_scale = self.config.default_identity_scale if identity_scale is None else float(identity_scale)
         audio_emotion_scale = self.config.default_emotion_scale if audio_emotion_scale is None else float(audio_emotion_scale)
+        audio_scale = getattr(self.config, "default_audio_scale", None) if audio_scale is None else float(audio_scale)
         num_frames = int(priors.shape[0])
         if num_frames < 1:
             raise ValueError("nothing to generate: zero frames")
@@ -387,7 +405,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         def denoise(x: torch.Tensor, sigma: torch.Tensor, step: int) -> torch.Tensor:
             guided = step < guided_steps
             return self.denoise_all(
-                x, sigma.to(x.device), step, cond, fps, identity_scale, audio_emotion_scale, overlap, shift, windows_per_batch, guided
+                x, sigma.to(x.device), step, cond, fps, identity_scale, audio_emotion_scale, overlap, shift, windows_per_batch, guided, audio_scale
             )
 
         with self.progress_bar(total=num_inference_steps) as bar:
