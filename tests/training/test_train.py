@@ -376,24 +376,3 @@ def test_a_run_started_before_an_option_existed_resumes_with_its_default(stages,
     saved.write_text(json.dumps(old))
     with pytest.raises(InputError, match="different options: mouth_weight"):
         Run(tmp_path / "old" / "run", replace(opts, mouth_weight=3.0), resume=True)
-
-
-def test_reconstruction_losses_weight_the_lower_face_of_real_and_rendered_faces(stages):
-    from dicetalk.training.backbone import RandomFaces, _frame_batch, _rng, decoder_loss
-
-    cache = stages["cache"]
-    frames, boxes = _frame_batch(cache, _rng(0, 0, 1), 8, 4, RandomFaces(cache.size))
-    assert frames.shape == (8, 32, 32, 3) and boxes.shape == (8, 4)
-    # Every box holds a face: inside the frame, centred, most of its width.
-    assert np.all((boxes >= 0) & (boxes <= 1)) and np.all(boxes[:, 2] - boxes[:, 0] > 0.4)
-    assert np.all(np.abs((boxes[:, 0] + boxes[:, 2]) / 2 - 0.5) < 0.15)
-    cache_boxes = np.asarray(cache.face_box, np.float32)
-    assert all(np.all(cache_boxes == b, axis=1).any() for b in boxes[:4])  # the dataset's own boxes
-
-    vae = {"vae": stages["backbone"]["vae"]}
-    losses = {}
-    for weight in (1.0, 4.0):
-        fn = decoder_loss(cache, 0, 8, faces=RandomFaces(cache.size), mouth_weight=weight)
-        with torch.no_grad():
-            losses[weight] = float(fn(0, vae, None, torch.Generator())[0])
-    assert losses[4.0] > losses[1.0] * 1.1

@@ -45,7 +45,6 @@ def pretrain(
         help="A VAE (or weights) folder: with --parts vae fine-tune its decoder only, keeping its encoder and latent space; "
         "with --parts refiner, the VAE whose frames the refiner corrects.",
     ),
-    mouth_weight: float = typer.Option(1.0, min=0.0, help="Weight of the lower face (mouth, chin) in the reconstruction losses of vae and refiner; 1: unweighted."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check data and options, train nothing."),
 ) -> None:
     """Train stand-ins for the parts that come pretrained at full size (VAE, Whisper, CLIP, expression encoder)."""
@@ -56,7 +55,7 @@ def pretrain(
     chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
     opts = BackboneOptions(
         dataset=str(dataset), out=str(out), config=config, parts=chosen, seed=seed, cache_dir=str(cache_dir) if cache_dir else None,
-        decoder_of=str(decoder_of) if decoder_of else None, mouth_weight=mouth_weight,
+        decoder_of=str(decoder_of) if decoder_of else None,
     )  # fmt: skip
     if decoder_of is not None:
         from ..training.backbone import load_vae_for_decoder

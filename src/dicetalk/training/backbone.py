@@ -50,7 +50,7 @@ from ..models.audio_encoder import SAMPLES_PER_FEATURE, whisper_feature_extracto
 from ..models.registry import build_component
 from ..utils.atomic import atomic_dir
 from .common import RESUMABLE, Run, fit, make_accelerator
-from .losses import info_nce, lower_face_weights
+from .losses import info_nce
 
 PARTS = ("vae", "audio_encoder", "image_encoder", "expression_encoder")  # the defaults, trained from nothing
 KNOWN_PARTS = (*PARTS, "refiner")  # the refiner learns on a trained VAE's frames (``decoder_of``)
@@ -74,7 +74,6 @@ class BackboneOptions:
     decoder_of: str | None = None
     ema_decay: float = 0.998  # of the fine-tuned decoder's and the refiner's weight averages
     refiner_drift: float = 0.6  # largest latent perturbation (in units of the scaled latents' std) the refiner sees
-    mouth_weight: float = 1.0  # weight of the lower face in the reconstruction losses of vae and refiner (1: unweighted)
 
     def __post_init__(self):
         from ..errors import InputError
@@ -104,11 +103,8 @@ class RandomFaces:
     def __init__(self, size: int, render_size: int = 128):
         self.size, self.render_size = size, render_size
 
-    def clip(self, rng: np.random.Generator, frames: int) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
-        """(frames (T, S, S, 3) uint8, expression (T, 12), identity number, face boxes (T, 4)) of one random person.
-
-        Face boxes are x0 y0 x1 y1 in fractions of the frame, as in a frame cache.
-        """
+    def clip(self, rng: np.random.Generator, frames: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """(frames (T, S, S, 3) uint8, expression (T, 12), identity number) of one random person."""
         import cv2
 
         from .. import EMOTIONS
@@ -122,7 +118,7 @@ class RandomFaces:
         levels = emotion_levels(emotion)
         base = emotion_expression(emotion, int(levels[rng.integers(len(levels))]), person.habits)
         jaw, rnd, blink = EXPRESSION_NAMES.index("jaw_drop"), EXPRESSION_NAMES.index("lip_round"), EXPRESSION_NAMES.index("eye_open")
-        out, exprs, boxes = [], [], []
+        out, exprs = [], []
         pose = rng.normal(0, 0.05, 3)
         mouth = rng.uniform(0, 0.6)
         for _ in range(frames):
@@ -134,52 +130,37 @@ class RandomFaces:
                 e[blink] = -1.0
             e = clip_expression(e)
             pose = pose + rng.normal(0, 0.01, 3)
-            frame, box = renderer.render(e, pose)
+            frame, _ = renderer.render(e, pose)
             out.append(cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_AREA))
             exprs.append(e)
-            boxes.append(box / np.float32(self.render_size))
-        return np.stack(out), np.stack(exprs).astype(np.float32), index, np.stack(boxes).astype(np.float32)
+        return np.stack(out), np.stack(exprs).astype(np.float32), index
 
 
 # ---------------------------------------------------------------------------------------- losses
-def _frame_batch(cache: FrameCache, rng: np.random.Generator, batch: int, frames_per_clip: int, faces: RandomFaces | None) -> tuple[np.ndarray, np.ndarray]:
-    """``batch`` frames and their face boxes: short runs of consecutive frames (the decoder is temporal), half from ``faces``."""
+def _frame_batch(cache: FrameCache, rng: np.random.Generator, batch: int, frames_per_clip: int, faces: RandomFaces | None) -> np.ndarray:
+    """``batch`` frames: short runs of consecutive frames (the decoder is temporal), half from ``faces``."""
     clips = batch // frames_per_clip
     generic = clips // 2 if faces is not None else 0
     idx = []
     for c in rng.integers(0, len(cache.records), clips - generic):
         s = int(rng.integers(0, cache.lengths[c] - frames_per_clip + 1))
         idx.extend(range(int(cache.starts[c]) + s, int(cache.starts[c]) + s + frames_per_clip))
-    idx = np.array(idx)
-    rendered = [faces.clip(rng, frames_per_clip) for _ in range(generic)]
-    frames = np.concatenate([cache.frames[idx]] + [r[0] for r in rendered])
-    boxes = np.concatenate([np.asarray(cache.face_box[idx], np.float32)] + [r[3] for r in rendered])
-    return frames, boxes
+    return np.concatenate([cache.frames[np.array(idx)]] + [faces.clip(rng, frames_per_clip)[0] for _ in range(generic)])
 
 
-def _pixel_weights(boxes: np.ndarray, x: torch.Tensor, mouth_weight: float) -> torch.Tensor | None:
-    """(N, 1, H, W) weights of the reconstruction losses: ``mouth_weight`` on the lower face; None for 1."""
-    if mouth_weight == 1.0:
-        return None
-    return lower_face_weights(torch.from_numpy(boxes)[None].to(x.device), x.shape[-2], x.shape[-1], mouth_weight)[0]
+def _reconstruction(y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    rec = (y - x).abs().mean()
+    edges = ((y.diff(dim=-1) - x.diff(dim=-1)).abs().mean() + (y.diff(dim=-2) - x.diff(dim=-2)).abs().mean()) / 2
+    return rec, edges
 
 
-def _reconstruction(y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """L1 and edge (finite-difference) L1 of ``y`` against ``x``, weighted per pixel by ``weight``."""
-    rec, dx, dy = (y - x).abs(), (y.diff(dim=-1) - x.diff(dim=-1)).abs(), (y.diff(dim=-2) - x.diff(dim=-2)).abs()
-    if weight is not None:
-        rec, dx, dy = weight * rec, weight[..., :, 1:] * dx, weight[..., 1:, :] * dy
-    return rec.mean(), (dx.mean() + dy.mean()) / 2
-
-
-def vae_loss(cache: FrameCache, seed: int, batch: int, frames_per_clip: int = 4, faces: RandomFaces | None = None, mouth_weight: float = 1.0):
+def vae_loss(cache: FrameCache, seed: int, batch: int, frames_per_clip: int = 4, faces: RandomFaces | None = None):
     def loss_fn(step, modules, _batch, generator):
         vae = modules["vae"]
-        frames, boxes = _frame_batch(cache, _rng(seed, step, 1), batch, frames_per_clip, faces)
-        x = pixels(frames).to(vae.device)
+        x = pixels(_frame_batch(cache, _rng(seed, step, 1), batch, frames_per_clip, faces)).to(vae.device)
         posterior = vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator, device=x.device)
-        rec, edges = _reconstruction(vae.decode(z, num_frames=frames_per_clip).sample, x, _pixel_weights(boxes, x, mouth_weight))
+        rec, edges = _reconstruction(vae.decode(z, num_frames=frames_per_clip).sample, x)
         kl = posterior.kl().mean() / x[0].numel()
         loss = rec + edges + 1e-3 * kl
         return loss, {"l1": rec.detach(), "kl": kl.detach()}
@@ -187,24 +168,22 @@ def vae_loss(cache: FrameCache, seed: int, batch: int, frames_per_clip: int = 4,
     return loss_fn
 
 
-def decoder_loss(cache: FrameCache, seed: int, batch: int, frames_per_clip: int = 4, faces: RandomFaces | None = None, mouth_weight: float = 1.0):
+def decoder_loss(cache: FrameCache, seed: int, batch: int, frames_per_clip: int = 4, faces: RandomFaces | None = None):
     """The decoder alone, from the frozen encoder's deterministic latents."""
 
     def loss_fn(step, modules, _batch, generator):
         vae = modules["vae"]
-        frames, boxes = _frame_batch(cache, _rng(seed, step, 1), batch, frames_per_clip, faces)
-        x = pixels(frames).to(vae.device)
+        x = pixels(_frame_batch(cache, _rng(seed, step, 1), batch, frames_per_clip, faces)).to(vae.device)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mode()
-        rec, edges = _reconstruction(vae.decode(z, num_frames=frames_per_clip).sample, x, _pixel_weights(boxes, x, mouth_weight))
+        rec, edges = _reconstruction(vae.decode(z, num_frames=frames_per_clip).sample, x)
         return rec + edges, {"l1": rec.detach()}
 
     return loss_fn
 
 
 def refiner_loss(
-    cache: FrameCache, seed: int, batch: int, vae, drift: float, frames_per_clip: int = 4, faces: RandomFaces | None = None,
-    mouth_weight: float = 1.0,
+    cache: FrameCache, seed: int, batch: int, vae, drift: float, frames_per_clip: int = 4, faces: RandomFaces | None = None
 ):
     """The refiner: frozen-VAE frames (from perturbed latents) + a portrait of the same person -> the true frames.
 
@@ -220,29 +199,27 @@ def refiner_loss(
     vae.requires_grad_(False).eval()
     scale = float(vae.config.scaling_factor)
 
-    def batch_arrays(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def batch_arrays(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         clips = batch // frames_per_clip
         generic = clips // 2 if faces is not None else 0
-        frames, refs, boxes = [], [], []
+        frames, refs = [], []
         for c in rng.integers(0, len(cache.records), clips - generic):
             s = int(cache.starts[c]) + int(rng.integers(0, cache.lengths[c] - frames_per_clip + 1))
             pool = by_identity[cache.records[c].identity]
             r = int(pool[rng.integers(len(pool))])
             ref = int(cache.starts[r]) + (0 if rng.random() < 0.5 else int(rng.integers(cache.lengths[r])))
             frames.append(cache.frames[s : s + frames_per_clip])
-            boxes.append(np.asarray(cache.face_box[s : s + frames_per_clip], np.float32))
             refs.append(np.repeat(cache.frames[ref][None], frames_per_clip, axis=0))
         for _ in range(generic):  # a fresh person: the portrait is one more frame of the same short clip
-            clip, _, _, clip_boxes = faces.clip(rng, frames_per_clip + 1)
+            clip = faces.clip(rng, frames_per_clip + 1)[0]
             frames.append(clip[1:])
-            boxes.append(clip_boxes[1:])
             refs.append(np.repeat(clip[:1], frames_per_clip, axis=0))
-        return np.concatenate(frames), np.concatenate(refs), np.concatenate(boxes)
+        return np.concatenate(frames), np.concatenate(refs)
 
     def loss_fn(step, modules, _batch, generator):
         refiner = modules["refiner"]
         rng = _rng(seed, step, 6)
-        frames, refs, boxes = batch_arrays(rng)
+        frames, refs = batch_arrays(rng)
         x, ref = pixels(frames).to(refiner.device), pixels(refs).to(refiner.device)
         vae.to(x.device)
         with torch.no_grad():
@@ -253,7 +230,7 @@ def refiner_loss(
             smooth = F.interpolate(F.avg_pool2d(white, 4), scale_factor=4.0, mode="bilinear")  # low-frequency drift
             z = z + ((0.5 * white + 1.5 * smooth) * size / scale).to(z.device)
             decoded = vae.decode(z, num_frames=frames_per_clip).sample.clamp(-1, 1)
-        rec, edges = _reconstruction(refiner(decoded, ref), x, _pixel_weights(boxes, x, mouth_weight))
+        rec, edges = _reconstruction(refiner(decoded, ref), x)
         with torch.no_grad():
             before = (decoded - x).abs().mean()
         return rec + edges, {"l1": rec.detach(), "l1_decoded": before}
@@ -368,7 +345,7 @@ def image_encoder_loss(cache: FrameCache, seed: int, batch: int, per_identity: i
                 labels.append(int(label))
         frames = [cache.frames[np.array(idx)]]
         for g in range(generic):  # each random person in several expressions
-            person_frames = faces.clip(rng, per_identity)[0]
+            person_frames, _, number = faces.clip(rng, per_identity)
             frames.append(person_frames)
             labels += [len(identities) + g] * per_identity
         x = clip_normalise(pixels(np.concatenate(frames)), enc.config.image_size).to(enc.device)
@@ -397,7 +374,7 @@ def expression_encoder_loss(cache: FrameCache, seed: int, batch: int, faces: Ran
         idx = _random_frames(cache, rng, batch - 4 * generic)
         frames, targets = [cache.frames[idx]], [np.array(cache.expression[idx], np.float32)]
         for _ in range(generic):
-            f, e = faces.clip(rng, 4)[:2]
+            f, e, _ = faces.clip(rng, 4)
             frames.append(f)
             targets.append(e)
         x = pixels(np.concatenate(frames)).to(enc.device)
@@ -431,11 +408,11 @@ def pretrain_backbone(opts: BackboneOptions, cache: FrameCache, progress: bool =
         averages = {part: copy.deepcopy(module)} if averaged else None
         if part == "refiner":
             vae = load_vae_for_decoder(opts.decoder_of, opts.config)
-            loss_fn = refiner_loss(cache, opts.seed, batch, vae, opts.refiner_drift, faces=faces, mouth_weight=opts.mouth_weight)
+            loss_fn = refiner_loss(cache, opts.seed, batch, vae, opts.refiner_drift, faces=faces)
         elif finetune:
-            loss_fn = decoder_loss(cache, opts.seed, batch, faces=faces, mouth_weight=opts.mouth_weight)
+            loss_fn = decoder_loss(cache, opts.seed, batch, faces=faces)
         elif part == "vae":
-            loss_fn = vae_loss(cache, opts.seed, batch, faces=faces, mouth_weight=opts.mouth_weight)
+            loss_fn = vae_loss(cache, opts.seed, batch, faces=faces)
         elif part == "audio_encoder":
             head = torch.nn.Linear(module.config.d_model, 4)
             modules["audio_head"] = _Head(head)
