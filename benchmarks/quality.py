@@ -11,7 +11,7 @@ A recipe is ``STEPS:SAMPLER:GUIDANCE_FRACTION``; the release's is ``25:euler:1``
 
     python benchmarks/quality.py DATASET --out runs/quality [--weights DIR] \
         [--recipes 25:euler:1 10:dpmpp-2m:1 10:dpmpp-2m:0.5] [--emotions neutral,happy,surprised,angry] \
-        [--reference-frame clip|neutral] [--mode label|other-identity] [--identity-scale S] [--emotion-scale S] [--audio-scale S]
+        [--reference-frame clip|neutral] [--mode label|other-identity] [--identity-scale S] [--emotion-scale S] [--audio-scale S] [--overlap N]
 
 ``--reference-frame neutral`` animates each person's neutral frame instead of the clip's own first
 frame, so the Emo-Score counts only what the emotion condition draws. ``--mode other-identity``
@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--identity-scale", type=float, default=None, help="guidance scale of the reference image (default: the model's)")
     parser.add_argument("--emotion-scale", type=float, default=None, help="guidance scale of audio + emotion (default: the model's)")
     parser.add_argument("--audio-scale", type=float, default=None, help="guidance scale of the speech alone, an extra branch (default: the model's)")
+    parser.add_argument("--overlap", type=int, default=None, help="frames shared by neighbouring sampling windows (default: a quarter window)")
     parser.add_argument("--max-frames", type=int, default=50, help="frames per clip (from its start)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -91,7 +92,7 @@ def main() -> None:
         folder = Path(args.out) / text.replace(":", "_")
         opts = RenderOptions(
             dataset=args.dataset, out=str(folder), weights=args.weights, emotions=tuple(args.emotions.split(",")), reference_frame=args.reference_frame, mode=args.mode,
-            identity_scale=args.identity_scale, emotion_scale=args.emotion_scale, audio_scale=args.audio_scale,
+            identity_scale=args.identity_scale, emotion_scale=args.emotion_scale, audio_scale=args.audio_scale, overlap=args.overlap,
             steps=steps, sampler=sampler, guidance_fraction=fraction, max_frames=args.max_frames,
         )  # fmt: skip
         counter.frames = 0

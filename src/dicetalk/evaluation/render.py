@@ -54,6 +54,7 @@ class RenderOptions:
     identity_scale: float | None = None  # None: the model's recipe
     emotion_scale: float | None = None
     audio_scale: float | None = None  # None: the model's recipe (the emotion scale, unless it sets its own)
+    overlap: int | None = None  # frames shared by neighbouring sampling windows (None: the pipeline's, a quarter window)
     seed: int = 0
     max_frames: int = 125
 
@@ -143,7 +144,7 @@ def render_evaluation_set(opts: RenderOptions, pipe=None, progress: bool = True)
             pipe(
                 first, audio, priors, fps=clip.fps, num_inference_steps=opts.steps, sampler=opts.sampler,
                 guidance_fraction=opts.guidance_fraction, identity_scale=opts.identity_scale,
-                audio_emotion_scale=opts.emotion_scale, audio_scale=opts.audio_scale, generator=generator, frame_sink=writer.write,
+                audio_emotion_scale=opts.emotion_scale, audio_scale=opts.audio_scale, overlap=opts.overlap, generator=generator, frame_sink=writer.write,
             )  # fmt: skip
             writer.finish()
         write_json(video.with_suffix(".json"), sidecar)
