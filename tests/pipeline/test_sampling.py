@@ -55,6 +55,17 @@ def _tiny_one_window(seed: int = 0):
     return pipe, image, audio, pipe.priors.prior("happy")[None].expand(4, -1)
 
 
+def _one_denoising_call(seed: int):
+    """A tiny pipeline's noisy latents and conditions for one window, and a hook listing each UNet call's batch size."""
+    pipe, image, audio, priors = _tiny_one_window(seed=seed)
+    h = int(pipe.unet.config.sample_size)
+    x = torch.randn(4, pipe.unet.config.out_channels, h, h, generator=torch.Generator().manual_seed(2))
+    cond = pipe.prepare_conditions(image, audio, priors, 25.0, None, 0.02, 127, torch.Generator().manual_seed(3))
+    batches = []
+    hook = pipe.unet.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
+    return pipe, x, cond, batches, hook
+
+
 def test_guidance_on_part_of_the_steps_runs_one_branch_afterwards():
     pipe, image, audio, priors = _tiny_one_window()
     batches = []
@@ -69,12 +80,7 @@ def test_guidance_on_part_of_the_steps_runs_one_branch_afterwards():
 
 
 def test_identity_scale_one_skips_the_unconditional_branch_and_changes_nothing_else():
-    pipe, image, audio, priors = _tiny_one_window(seed=1)
-    h = int(pipe.unet.config.sample_size)
-    x = torch.randn(4, pipe.unet.config.out_channels, h, h, generator=torch.Generator().manual_seed(2))
-    cond = pipe.prepare_conditions(image, audio, priors, 25.0, None, 0.02, 127, torch.Generator().manual_seed(3))
-    batches = []
-    hook = pipe.unet.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
+    pipe, x, cond, batches, hook = _one_denoising_call(seed=1)
     sigma = torch.tensor(2.0)
     two = pipe._guided_x0(x, sigma, [0], cond, 25.0, identity_scale=1.0, audio_emotion_scale=6.0)
     assert batches == [2]
@@ -102,12 +108,7 @@ def test_guidance_scales_default_to_the_model_recipe():
 
 
 def test_a_separate_audio_scale_adds_the_image_and_audio_branch():
-    pipe, image, audio, priors = _tiny_one_window(seed=2)
-    h = int(pipe.unet.config.sample_size)
-    x = torch.randn(4, pipe.unet.config.out_channels, h, h, generator=torch.Generator().manual_seed(2))
-    cond = pipe.prepare_conditions(image, audio, priors, 25.0, None, 0.02, 127, torch.Generator().manual_seed(3))
-    calls = []
-    hook = pipe.unet.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    pipe, x, cond, calls, hook = _one_denoising_call(seed=2)
     sigma = torch.tensor(2.0)
 
     def x0(**kw):
@@ -127,6 +128,7 @@ def test_a_separate_audio_scale_adds_the_image_and_audio_branch():
     hook.remove()
     assert (split - joint).abs().max() > 1e-3 and (with_none - split).abs().max() > 1e-3
 
+    _, image, audio, priors = _tiny_one_window(seed=2)  # the inputs behind x and cond
     frames = pipe(image, audio, priors, num_inference_steps=2, generator=torch.Generator().manual_seed(0), audio_scale=2.0).frames
     pipe.register_to_config(default_audio_scale=2.0)
     assert np.array_equal(frames, pipe(image, audio, priors, num_inference_steps=2, generator=torch.Generator().manual_seed(0)).frames)
