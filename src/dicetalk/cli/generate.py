@@ -25,7 +25,7 @@ def generate(
     crop: bool = typer.Option(True, "--crop/--no-crop", help="Detect the face and crop a square around it."),
     size: int | None = typer.Option(None, help="Output resolution in pixels (default: the model's)."),
     steps: int | None = typer.Option(None, help="Denoising steps (default: the model's recipe; 25 for the release)."),
-    sampler: str | None = typer.Option(None, help="euler, heun or dpmpp-2m (default: the model's recipe)."),
+    sampler: str | None = typer.Option(None, help="euler, euler-churn, heun or dpmpp-2m (default: the model's recipe)."),
     identity_scale: float | None = typer.Option(None, help="Guidance scale of the reference image (default: the model's recipe; 3 for the release)."),
     emotion_scale: float | None = typer.Option(None, help="Guidance scale of audio + emotion (default: the model's recipe; 4 for the default model)."),
     fps: float = typer.Option(25.0, help="Frames per second of the output."),

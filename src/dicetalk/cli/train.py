@@ -204,7 +204,7 @@ def export(
     out: Path = typer.Option(..., "--out", "-o", help="Weights folder to write."),
     dtype: str = typer.Option("float16", help="float32, float16 or bfloat16."),
     steps: int | None = typer.Option(None, help="Default sampling steps stored with the model (its recipe)."),
-    sampler: str | None = typer.Option(None, help="Default sampler stored with the model: euler, heun or dpmpp-2m."),
+    sampler: str | None = typer.Option(None, help="Default sampler stored with the model: euler, euler-churn, heun or dpmpp-2m."),
     guidance_fraction: float | None = typer.Option(None, help="Default share of steps that run all guidance branches."),
     identity_scale: float | None = typer.Option(None, help="Default guidance scale of the reference image stored with the model."),
     emotion_scale: float | None = typer.Option(None, help="Default guidance scale of audio + emotion stored with the model."),

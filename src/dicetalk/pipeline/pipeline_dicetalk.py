@@ -374,7 +374,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         video; ``priors``: one emotion prior per frame (see :mod:`.emotion_condition`);
         ``face_mask``: where the face may move (None: the central region); ``frame_sink``:
         receives decoded uint8 frames chunk by chunk instead of returning them; ``sampler``:
-        ``euler``, ``heun`` or ``dpmpp-2m`` (see :mod:`.sampling`); ``guidance_fraction``: the share
+        ``euler``, ``euler-churn``, ``heun`` or ``dpmpp-2m`` (see :mod:`.sampling`); ``guidance_fraction``: the share
         of the steps (the first, noisiest ones) that run all three guidance branches — the others
         run the fully conditioned branch alone, a third of the work; ``identity_scale`` (``s_id``) and
         ``audio_emotion_scale`` (``s_ae``): the guidance scales (None: the model's recipe);
@@ -409,7 +409,7 @@ class DiceTalkPipeline(DiffusionPipeline):
             )
 
         with self.progress_bar(total=num_inference_steps) as bar:
-            x = sample(denoise, x, sigmas.to(self.device), sampler, on_step=bar.update)
+            x = sample(denoise, x, sigmas.to(self.device), sampler, on_step=bar.update, generator=generator)
 
         collected: list[np.ndarray] = []
         reference = self._pixels(image, self.image_size) if self.refiner is not None else None
