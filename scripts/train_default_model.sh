@@ -35,5 +35,5 @@ $DT pretrain "$DATA/world" --out "$RUN/decoder" --parts vae --decoder-of "$RUN/b
     --init "$RUN/scratch/run/checkpoints/step_$(printf %07d "$SCRATCH")" --out "$RUN/diffusion" --steps "$WIDE" --mix 0.75 \
     --threads "$THREADS" $(resume "$RUN/diffusion")
 $DT pretrain "$DATA/world" --out "$RUN/refiner" --parts refiner --decoder-of "$RUN/decoder/vae" --threads "$THREADS"
-$DT export "$RUN/diffusion" --out src/dicetalk/assets/default_model --dtype float16 --steps 10 --sampler dpmpp-2m --guidance-fraction 1 --identity-scale 1 \
+$DT export "$RUN/diffusion" --out src/dicetalk/assets/default_model --dtype float16 --steps 10 --sampler euler-churn --guidance-fraction 1 --identity-scale 1 \
     --emotion-scale 4 --vae "$RUN/decoder/vae" --refiner "$RUN/refiner/refiner"
