@@ -386,7 +386,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         guidance_fraction = self.config.default_guidance_fraction if guidance_fraction is None else guidance_fraction
         identity_scale = self.config.default_identity_scale if identity_scale is None else float(identity_scale)
         audio_emotion_scale = self.config.default_emotion_scale if audio_emotion_scale is None else float(audio_emotion_scale)
-        audio_scale = getattr(self.config, "default_audio_scale", None) if audio_scale is None else float(audio_scale)
+        audio_scale = self.config.default_audio_scale if audio_scale is None else float(audio_scale)
         num_frames = int(priors.shape[0])
         if num_frames < 1:
             raise ValueError("nothing to generate: zero frames")

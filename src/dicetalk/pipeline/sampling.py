@@ -45,8 +45,8 @@ def sample(
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
     previous = None
     steps = len(sigmas) - 1
-    final = (sigmas.cpu() == 0).tolist()  # control flow decided once, not by a device sync per step
-    levels = sigmas.cpu().tolist()
+    levels = sigmas.cpu().tolist()  # control flow decided once, not by a device sync per step
+    final = [level == 0 for level in levels]
     gamma = min(S_CHURN / steps, 2**0.5 - 1)  # Karras et al. cap one step's churn at sqrt(2) - 1
     for i in range(steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
