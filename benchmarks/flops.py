@@ -5,6 +5,7 @@ The UNet and VAE are built under a fake-tensor mode (shapes only, no memory) and
 
     UNet FLOPs / video s = steps_eff x generated_fps x window_factor x unet_flops_per_frame
         steps_eff     = steps x (branches on guided steps x guided_fraction + 1 x (1 - guided_fraction))
+                        (guided_fraction: the share of steps that run guidance, by count or by noise level)
         window_factor = window / (window - overlap)        (frames denoised more than once)
     VAE  FLOPs / video s = output_fps x (vae_decode_flops_per_frame + refiner_flops_per_frame)
 
@@ -77,6 +78,15 @@ class Setting:
         return evals, evals * unet, self.output_fps * vae
 
 
+def guided_share(steps: int, lo: float, hi: float) -> float:
+    """Share of ``steps`` Karras steps (the pipeline's schedule) whose noise level lies in [lo, hi]."""
+    from dicetalk.pipeline.loading import default_scheduler
+
+    scheduler = default_scheduler()
+    scheduler.set_timesteps(steps)
+    return sum(lo <= s <= hi for s in scheduler.sigmas[:steps].tolist()) / steps
+
+
 def settings(window: int) -> list[Setting]:
     o = window // 4
     return [
@@ -85,9 +95,11 @@ def settings(window: int) -> list[Setting]:
         Setting(f"25 steps, 3 branches, 25 fps, overlap {o}", 25, overlap=o),
         Setting("12 steps, 3 branches, 12.5 fps + interpolation", 12, generated_fps=12.5),
         Setting("10 steps, guidance on 60 % of steps, 12.5 fps", 10, guided_fraction=0.6, generated_fps=12.5),
-        Setting("default model: 10 DPM++ steps, 2 branches (identity scale 1), 25 fps", 10, branches=2, overlap=o),
+        Setting("10 euler-churn steps, 2 branches (identity scale 1), 25 fps", 10, branches=2, overlap=o),
+        Setting("default model: 10 euler-churn steps, 2 branches at noise levels 0.2-5, 25 fps", 10, branches=2,
+                guided_fraction=guided_share(10, 0.2, 5.0), overlap=o),  # fmt: skip
         Setting("10 steps, 2 branches, 12.5 fps + interpolation", 10, branches=2, generated_fps=12.5),
-        Setting("guidance-distilled: 10 DPM++ steps, 1 pass, 25 fps", 10, branches=1, overlap=o),
+        Setting("guidance-distilled: 10 steps, 1 pass, 25 fps", 10, branches=1, overlap=o),
         Setting("8 steps, 3 branches, 25 fps", 8),
         Setting("8 steps, guidance on half the steps, 25 fps", 8, guided_fraction=0.5),
         Setting("4 steps, single pass (distilled guidance), 25 fps", 4, branches=1),

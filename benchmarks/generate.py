@@ -51,13 +51,14 @@ def run_once(pipe, seconds: float, steps: int, fps: float, **kwargs) -> tuple[fl
     return wall, peak
 
 
-RELEASE = dict(steps=25, sampler="euler", guidance_fraction=1.0, identity_scale=3.0, audio_emotion_scale=6.0)
+RELEASE = dict(steps=25, sampler="euler", guidance_fraction=1.0, guidance_interval=(0.0, float("inf")), identity_scale=3.0, audio_emotion_scale=6.0)
 
 
 def recipes(pipe) -> list[tuple[str, dict]]:
     """The release's recipe and the model's own (model_index.json), as pipeline arguments."""
     c = pipe.config
     default = dict(steps=c.default_steps, sampler=c.default_sampler, guidance_fraction=c.default_guidance_fraction,
+                   guidance_interval=tuple(c.default_guidance_interval or (0.0, float("inf"))),
                    identity_scale=c.default_identity_scale, audio_emotion_scale=c.default_emotion_scale)  # fmt: skip
     return [("release", RELEASE), ("default", default)]
 
@@ -65,6 +66,8 @@ def recipes(pipe) -> list[tuple[str, dict]]:
 def describe(r: dict) -> str:
     branches = 2 if r["identity_scale"] == 1.0 else 3
     share = "" if r["guidance_fraction"] == 1.0 else f" on {r['guidance_fraction']:.0%} of steps"
+    lo, hi = r["guidance_interval"]
+    share += "" if (lo, hi) == (0.0, float("inf")) else f" at noise levels {lo:g}-{hi:g}"
     return f"{r['steps']} {r['sampler']} steps, {branches} branches{share}, s_id {r['identity_scale']:g}"
 
 

@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--identity-scale", type=float, default=None, help="guidance scale of the reference image (default: the model's)")
     parser.add_argument("--emotion-scale", type=float, default=None, help="guidance scale of audio + emotion (default: the model's)")
     parser.add_argument("--audio-scale", type=float, default=None, help="guidance scale of the speech alone, an extra branch (default: the model's)")
+    parser.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                        help="guidance only on steps whose noise level lies in [LO, HI] (default: the model's recipe)")
     parser.add_argument("--overlap", type=int, default=None, help="frames shared by neighbouring sampling windows (default: a quarter window)")
     parser.add_argument("--max-frames", type=int, default=50, help="frames per clip (from its start)")
     parser.add_argument("--threads", type=int, default=2)
@@ -93,6 +95,7 @@ def main() -> None:
         opts = RenderOptions(
             dataset=args.dataset, out=str(folder), weights=args.weights, emotions=tuple(args.emotions.split(",")), reference_frame=args.reference_frame, mode=args.mode,
             identity_scale=args.identity_scale, emotion_scale=args.emotion_scale, audio_scale=args.audio_scale, overlap=args.overlap,
+            guidance_interval=None if args.guidance_interval is None else tuple(args.guidance_interval),
             steps=steps, sampler=sampler, guidance_fraction=fraction, max_frames=args.max_frames,
         )  # fmt: skip
         counter.frames = 0

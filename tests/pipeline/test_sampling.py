@@ -81,6 +81,33 @@ def test_guidance_on_part_of_the_steps_runs_one_branch_afterwards():
     assert not np.array_equal(full, half)
 
 
+def test_guidance_interval_guides_only_the_steps_whose_noise_level_lies_in_it():
+    pipe, image, audio, priors = _tiny_one_window()
+    pipe.scheduler.set_timesteps(4)
+    levels = pipe.scheduler.sigmas[:4].tolist()  # decreasing
+    batches = []
+    hook = pipe.unet.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
+    run = lambda **kw: pipe(image, audio, priors, num_inference_steps=4, generator=torch.Generator().manual_seed(0), **kw).frames
+    full = run()
+    batches.clear()
+    middle = run(guidance_interval=(levels[2], levels[1]))
+    assert batches == [1, 3, 3, 1]
+    batches.clear()
+    everywhere = run(guidance_interval=(0.0, float("inf")))
+    assert batches == [3, 3, 3, 3]
+    batches.clear()
+    pipe.register_to_config(default_guidance_interval=[levels[3], levels[3]])  # the model's recipe: the last step only
+    recipe = run()
+    assert batches == [1, 1, 1, 3]
+    batches.clear()
+    # Both limits apply: the first half of the steps, and the levels in the interval.
+    run(guidance_interval=(levels[2], levels[0]), guidance_fraction=0.5)
+    hook.remove()
+    assert batches == [3, 3, 1, 1]
+    np.testing.assert_array_equal(everywhere, full)
+    assert not np.array_equal(middle, full) and not np.array_equal(recipe, full)
+
+
 def test_identity_scale_one_skips_the_unconditional_branch_and_changes_nothing_else():
     pipe, x, cond, batches, hook = _one_denoising_call(seed=1)
     sigma = torch.tensor(2.0)

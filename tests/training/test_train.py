@@ -160,15 +160,19 @@ def test_cli_dry_run_and_training_writes_a_loadable_model(stages, tmp_path, caps
     out = pipe(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), rng.standard_normal(8000).astype(np.float32) * 0.1,
                pipe.priors.prior("happy")[None].expand(6, -1), num_inference_steps=1)
     assert out.frames.shape == (6, 32, 32, 3)
-    recipe = ["--steps", "7", "--sampler", "dpmpp-2m", "--guidance-fraction", "0.5", "--identity-scale", "1", "--emotion-scale", "4.5"]
+    recipe = ["--steps", "7", "--sampler", "dpmpp-2m", "--guidance-fraction", "0.5", "--identity-scale", "1", "--emotion-scale", "4.5",
+              "--guidance-interval", "0.2", "5"]  # fmt: skip
     assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "exported"), *recipe]) == 0
     exported = load_pipeline(tmp_path / "exported").config
     assert (exported.default_steps, exported.default_sampler, exported.default_guidance_fraction) == (7, "dpmpp-2m", 0.5)
     assert (exported.default_identity_scale, exported.default_emotion_scale) == (1.0, 4.5)
+    assert list(exported.default_guidance_interval) == [0.2, 5.0]
     assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "bad"), "--identity-scale", "-1"]) != 0
     assert "identity scale" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "bad"), "--sampler", "ddim"]) != 0
     assert "unknown sampler" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "bad"), "--guidance-interval", "5", "0.2"]) != 0
+    assert "guidance interval" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_init_weights_load_into_the_configured_architecture(tmp_path):

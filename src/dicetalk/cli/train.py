@@ -206,6 +206,9 @@ def export(
     steps: int | None = typer.Option(None, help="Default sampling steps stored with the model (its recipe)."),
     sampler: str | None = typer.Option(None, help="Default sampler stored with the model: euler, euler-churn, heun or dpmpp-2m."),
     guidance_fraction: float | None = typer.Option(None, help="Default share of steps that run all guidance branches."),
+    guidance_interval: tuple[float, float] | None = typer.Option(
+        None, metavar="LO HI", help="Default noise levels (sigma) whose steps run the guidance branches; the others run one."
+    ),
     identity_scale: float | None = typer.Option(None, help="Default guidance scale of the reference image stored with the model."),
     emotion_scale: float | None = typer.Option(None, help="Default guidance scale of audio + emotion stored with the model."),
     vae: Path | None = typer.Option(None, help="A VAE with a fine-tuned decoder (`pretrain --decoder-of`) to ship instead of the backbone's."),
@@ -234,6 +237,8 @@ def export(
         raise InputError(f"guidance fraction must be in [0, 1], got {guidance_fraction:g}")
     check_guidance_scale("identity", identity_scale)
     check_guidance_scale("emotion", emotion_scale)
+    if guidance_interval is not None and not 0.0 <= guidance_interval[0] <= guidance_interval[1]:
+        raise InputError(f"the guidance interval needs 0 <= LO <= HI, got {guidance_interval[0]:g} {guidance_interval[1]:g}")
     options = run / "run" / "options.json"
     if not options.is_file():
         raise InputError(f"{run} is not a training output folder (no run/options.json)")
@@ -247,6 +252,9 @@ def export(
         load_weights(module, checkpoint / name, new_paths=NEW_PATHS)
     step = json.loads((checkpoint / "state.json").read_text())["step"]
     pipe = assemble_pipeline(opts.backbone, opts.embedder, parts, vae_dir=vae, refiner_dir=refiner)
-    _store_recipe(pipe, opts, steps=steps, sampler=sampler, guidance_fraction=guidance_fraction, identity_scale=identity_scale, emotion_scale=emotion_scale)
+    _store_recipe(
+        pipe, opts, steps=steps, sampler=sampler, guidance_fraction=guidance_fraction, identity_scale=identity_scale, emotion_scale=emotion_scale,
+        guidance_interval=None if guidance_interval is None else list(guidance_interval),
+    )  # fmt: skip
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     typer.echo(f"wrote {save_pipeline(pipe, out, torch_dtype)} (step {step})")

@@ -51,6 +51,7 @@ class RenderOptions:
     steps: int | None = None
     sampler: str | None = None
     guidance_fraction: float | None = None
+    guidance_interval: tuple[float, float] | None = None  # noise levels that run the guidance; None: the model's recipe
     identity_scale: float | None = None  # None: the model's recipe
     emotion_scale: float | None = None
     audio_scale: float | None = None  # None: the model's recipe (the emotion scale, unless it sets its own)
@@ -144,7 +145,8 @@ def render_evaluation_set(opts: RenderOptions, pipe=None, progress: bool = True)
             pipe(
                 first, audio, priors, fps=clip.fps, num_inference_steps=opts.steps, sampler=opts.sampler,
                 guidance_fraction=opts.guidance_fraction, identity_scale=opts.identity_scale,
-                audio_emotion_scale=opts.emotion_scale, audio_scale=opts.audio_scale, overlap=opts.overlap, generator=generator, frame_sink=writer.write,
+                audio_emotion_scale=opts.emotion_scale, audio_scale=opts.audio_scale, guidance_interval=opts.guidance_interval,
+                overlap=opts.overlap, generator=generator, frame_sink=writer.write,
             )  # fmt: skip
             writer.finish()
         write_json(video.with_suffix(".json"), sidecar)

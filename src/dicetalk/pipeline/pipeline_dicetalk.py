@@ -87,6 +87,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         default_identity_scale: float = 3.0,
         default_emotion_scale: float = 6.0,
         default_audio_scale: float | None = None,
+        default_guidance_interval: tuple[float, float] | None = None,
     ):
         super().__init__()
         # The sampling recipe this model was tuned for (saved in model_index.json).
@@ -97,6 +98,7 @@ class DiceTalkPipeline(DiffusionPipeline):
             default_identity_scale=default_identity_scale,
             default_emotion_scale=default_emotion_scale,
             default_audio_scale=default_audio_scale,
+            default_guidance_interval=None if default_guidance_interval is None else [float(v) for v in default_guidance_interval],
         )
         self.register_modules(
             unet=unet,
@@ -367,6 +369,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         sampler: str | None = None,
         guidance_fraction: float | None = None,
         audio_scale: float | None = None,
+        guidance_interval: tuple[float, float] | None = None,
     ) -> DiceTalkPipelineOutput:
         """Generate ``priors.shape[0]`` frames at ``fps``.
 
@@ -376,7 +379,9 @@ class DiceTalkPipeline(DiffusionPipeline):
         receives decoded uint8 frames chunk by chunk instead of returning them; ``sampler``:
         ``euler``, ``euler-churn``, ``heun`` or ``dpmpp-2m`` (see :mod:`.sampling`); ``guidance_fraction``: the share
         of the steps (the first, noisiest ones) that run all three guidance branches — the others
-        run the fully conditioned branch alone, a third of the work; ``identity_scale`` (``s_id``) and
+        run the fully conditioned branch alone, a third of the work; ``guidance_interval``
+        ``(lo, hi)``: of those steps, only the ones whose noise level lies in ``[lo, hi]`` run the
+        guidance (None: the model's recipe, whose None means every level); ``identity_scale`` (``s_id``) and
         ``audio_emotion_scale`` (``s_ae``): the guidance scales (None: the model's recipe);
         ``audio_scale`` (``s_a``): the speech's own scale, one more branch when it differs from
         ``s_ae`` (None: the model's recipe, whose None means ``s_ae``).
@@ -387,6 +392,8 @@ class DiceTalkPipeline(DiffusionPipeline):
         identity_scale = self.config.default_identity_scale if identity_scale is None else float(identity_scale)
         audio_emotion_scale = self.config.default_emotion_scale if audio_emotion_scale is None else float(audio_emotion_scale)
         audio_scale = self.config.default_audio_scale if audio_scale is None else float(audio_scale)
+        interval = self.config.default_guidance_interval if guidance_interval is None else guidance_interval
+        lo, hi = (0.0, float("inf")) if interval is None else (float(interval[0]), float(interval[1]))
         num_frames = int(priors.shape[0])
         if num_frames < 1:
             raise ValueError("nothing to generate: zero frames")
@@ -401,9 +408,12 @@ class DiceTalkPipeline(DiffusionPipeline):
         noise = torch.randn((num_frames, c, h, h), generator=generator, dtype=torch.float32)
         x = (noise * sigmas[0]).to(self.device)
         guided_steps = int(round(guidance_fraction * num_inference_steps))
+        # Decided on the host from the schedule, before sampling: no device sync per step.
+        levels = sigmas.tolist()
+        guided_at = [step < guided_steps and lo <= levels[step] <= hi for step in range(num_inference_steps)]
 
         def denoise(x: torch.Tensor, sigma: torch.Tensor, step: int) -> torch.Tensor:
-            guided = step < guided_steps
+            guided = guided_at[step]
             return self.denoise_all(
                 x, sigma.to(x.device), step, cond, fps, identity_scale, audio_emotion_scale, overlap, shift, windows_per_batch, guided, audio_scale
             )
