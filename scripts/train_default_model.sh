@@ -11,8 +11,9 @@
 #      conditions, not be copied from the reference), 3/4 emotion data
 #   5. the same denoiser continued on the 96-identity world
 #   6. the reference refiner, on the fine-tuned decoder's frames
-#   7. export in float16 with the fine-tuned decoder, the refiner and the sampling recipe (10 DPM++ 2M steps,
-#      guidance on every step, identity scale 1, audio + emotion scale 4), into the package
+#   7. export in float16 with the fine-tuned decoder, the refiner and the sampling recipe (10 Euler steps
+#      with churn, guidance on the steps at noise levels 0.2-5, identity scale 1, audio + emotion scale 4),
+#      into the package
 set -euo pipefail
 DATA=${1:-data}
 RUN=${2:-runs/default}
@@ -35,5 +36,5 @@ $DT pretrain "$DATA/world" --out "$RUN/decoder" --parts vae --decoder-of "$RUN/b
     --init "$RUN/scratch/run/checkpoints/step_$(printf %07d "$SCRATCH")" --out "$RUN/diffusion" --steps "$WIDE" --mix 0.75 \
     --threads "$THREADS" $(resume "$RUN/diffusion")
 $DT pretrain "$DATA/world" --out "$RUN/refiner" --parts refiner --decoder-of "$RUN/decoder/vae" --threads "$THREADS"
-$DT export "$RUN/diffusion" --out src/dicetalk/assets/default_model --dtype float16 --steps 10 --sampler euler-churn --guidance-fraction 1 --identity-scale 1 \
+$DT export "$RUN/diffusion" --out src/dicetalk/assets/default_model --dtype float16 --steps 10 --sampler euler-churn --guidance-interval 0.2 5 --identity-scale 1 \
     --emotion-scale 4 --vae "$RUN/decoder/vae" --refiner "$RUN/refiner/refiner"
