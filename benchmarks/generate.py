@@ -57,10 +57,12 @@ RELEASE = dict(steps=25, sampler="euler", guidance_fraction=1.0, guidance_interv
 def recipes(pipe) -> list[tuple[str, dict]]:
     """The release's recipe and the model's own (model_index.json), as pipeline arguments."""
     c = pipe.config
+    release = dict(RELEASE, overlap=pipe.window // 4)  # the pipeline's default without a recipe
     default = dict(steps=c.default_steps, sampler=c.default_sampler, guidance_fraction=c.default_guidance_fraction,
                    guidance_interval=tuple(c.default_guidance_interval or (0.0, float("inf"))),
-                   identity_scale=c.default_identity_scale, audio_emotion_scale=c.default_emotion_scale)  # fmt: skip
-    return [("release", RELEASE), ("default", default)]
+                   identity_scale=c.default_identity_scale, audio_emotion_scale=c.default_emotion_scale,
+                   overlap=pipe.window // 4 if c.default_overlap is None else c.default_overlap)  # fmt: skip
+    return [("release", release), ("default", default)]
 
 
 def describe(r: dict) -> str:
@@ -68,7 +70,7 @@ def describe(r: dict) -> str:
     share = "" if r["guidance_fraction"] == 1.0 else f" on {r['guidance_fraction']:.0%} of steps"
     lo, hi = r["guidance_interval"]
     share += "" if (lo, hi) == (0.0, float("inf")) else f" at noise levels {lo:g}-{hi:g}"
-    return f"{r['steps']} {r['sampler']} steps, {branches} branches{share}, s_id {r['identity_scale']:g}"
+    return f"{r['steps']} {r['sampler']} steps, {branches} branches{share}, s_id {r['identity_scale']:g}, window overlap {r['overlap']}"
 
 
 def measure(pipe, label: str, seconds: float, fps: float, **kwargs) -> list[tuple]:

@@ -108,6 +108,26 @@ def test_guidance_interval_guides_only_the_steps_whose_noise_level_lies_in_it():
     assert not np.array_equal(middle, full) and not np.array_equal(recipe, full)
 
 
+def test_window_overlap_defaults_to_the_model_recipe():
+    pipe, image, audio, priors = _tiny_one_window()
+    priors = priors[:1].expand(11, -1)  # several windows of 4 frames
+    calls = []
+    hook = pipe.unet.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    run = lambda **kw: pipe(image, audio, priors, num_inference_steps=2, generator=torch.Generator().manual_seed(0), **kw).frames
+    quarter = run()  # no recipe: a quarter window (1 frame)
+    quarter_calls = len(calls)
+    calls.clear()
+    explicit = run(overlap=0)
+    none_calls = len(calls)
+    pipe.register_to_config(default_overlap=0)
+    calls.clear()
+    recipe = run()
+    hook.remove()
+    assert len(calls) == none_calls < quarter_calls  # shared frames are denoised twice
+    np.testing.assert_array_equal(recipe, explicit)
+    assert not np.array_equal(recipe, quarter)
+
+
 def test_identity_scale_one_skips_the_unconditional_branch_and_changes_nothing_else():
     pipe, x, cond, batches, hook = _one_denoising_call(seed=1)
     sigma = torch.tensor(2.0)

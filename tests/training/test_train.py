@@ -161,12 +161,12 @@ def test_cli_dry_run_and_training_writes_a_loadable_model(stages, tmp_path, caps
                pipe.priors.prior("happy")[None].expand(6, -1), num_inference_steps=1)
     assert out.frames.shape == (6, 32, 32, 3)
     recipe = ["--steps", "7", "--sampler", "dpmpp-2m", "--guidance-fraction", "0.5", "--identity-scale", "1", "--emotion-scale", "4.5",
-              "--guidance-interval", "0.2", "5"]  # fmt: skip
+              "--guidance-interval", "0.2", "5", "--overlap", "0"]  # fmt: skip
     assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "exported"), *recipe]) == 0
     exported = load_pipeline(tmp_path / "exported").config
     assert (exported.default_steps, exported.default_sampler, exported.default_guidance_fraction) == (7, "dpmpp-2m", 0.5)
     assert (exported.default_identity_scale, exported.default_emotion_scale) == (1.0, 4.5)
-    assert list(exported.default_guidance_interval) == [0.2, 5.0]
+    assert list(exported.default_guidance_interval) == [0.2, 5.0] and exported.default_overlap == 0
     assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "bad"), "--identity-scale", "-1"]) != 0
     assert "identity scale" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "bad"), "--sampler", "ddim"]) != 0
@@ -380,3 +380,28 @@ def test_a_run_started_before_an_option_existed_resumes_with_its_default(stages,
     saved.write_text(json.dumps(old))
     with pytest.raises(InputError, match="different options: mouth_weight"):
         Run(tmp_path / "old" / "run", replace(opts, mouth_weight=3.0), resume=True)
+
+
+def test_condition_dropout_cases_are_disjoint_and_the_image_only_case_is_optional():
+    from dicetalk.training.diffusion import _drops
+
+    u = torch.rand(200_000, generator=torch.Generator().manual_seed(0))
+    base = DiffusionOptions(dataset="d", out="o", backbone="b", embedder="e")
+
+    def shares(opts):
+        audio, image, emotion = _drops(u, opts)
+        cases = {
+            "audio": audio & ~image & ~emotion, "image": image & ~audio & ~emotion, "emotion": emotion & ~audio & ~image,
+            "all": audio & image & emotion, "image only": audio & emotion & ~image, "none": ~audio & ~image & ~emotion,
+        }  # fmt: skip
+        return {k: v.float().mean().item() for k, v in cases.items()}
+
+    paper = shares(base)  # 5 % each of audio, image, emotion, all; guidance's image-only branch never
+    assert paper["image only"] == 0.0
+    for case in ("audio", "image", "emotion", "all"):
+        assert abs(paper[case] - 0.05) < 0.003
+    extra = shares(DiffusionOptions(**{**vars(base), "drop_audio_emotion": 0.1}))
+    assert abs(extra["image only"] - 0.1) < 0.003
+    for case in ("audio", "image", "emotion", "all"):
+        assert abs(extra[case] - paper[case]) < 1e-9  # the paper's cases keep their share
+    assert abs(extra["none"] - (paper["none"] - 0.1)) < 0.003

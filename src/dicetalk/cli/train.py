@@ -122,6 +122,9 @@ def train(
     mix: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of emotion-labelled (MEAD-like) windows; the rest is talking (HDTF-like) data."),
     lambda_cls: float = typer.Option(0.1, help="Weight of the emotion discrimination loss (0: ablation)."),
     mouth_weight: float = typer.Option(1.0, min=0.0, help="Weight of the lower face (mouth, chin) in the denoising loss; 1: unweighted, as in the paper."),
+    drop_audio_emotion: float = typer.Option(
+        0.0, min=0.0, max=0.5, help="Share of windows with speech and emotion dropped, the image kept (guidance's image-only branch); 0: the paper's dropout."
+    ),
     emotion_bank: bool = typer.Option(True, "--emotion-bank/--no-emotion-bank", help="Ablation: train without the bank."),
     deterministic_prior: bool = typer.Option(False, help="Ablation: the embedder's mean instead of a sample."),
     neutral_reference: bool = typer.Option(
@@ -165,6 +168,7 @@ def train(
     opts = DiffusionOptions(
         dataset=str(dataset), out=str(out), backbone=str(backbone), embedder=str(embedder), config=config,
         init=str(init) if init else None, steps=steps, batch=batch, frames=frames, lr=lr, warmup=warmup, mix=mix, lambda_cls=lambda_cls, mouth_weight=mouth_weight,
+        drop_audio_emotion=drop_audio_emotion,
         emotion_bank=emotion_bank, deterministic_prior=deterministic_prior, neutral_reference=neutral_reference, unet_trainable=unet_trainable,
         workers=workers, mixed_precision=mixed_precision, save_every=save_every, seed=seed, **distill,
     )
@@ -211,6 +215,7 @@ def export(
     ),
     identity_scale: float | None = typer.Option(None, help="Default guidance scale of the reference image stored with the model."),
     emotion_scale: float | None = typer.Option(None, help="Default guidance scale of audio + emotion stored with the model."),
+    overlap: int | None = typer.Option(None, help="Default frames shared by neighbouring sampling windows (unset: a quarter window)."),
     vae: Path | None = typer.Option(None, help="A VAE with a fine-tuned decoder (`pretrain --decoder-of`) to ship instead of the backbone's."),
     refiner: Path | None = typer.Option(None, help="A reference refiner (`pretrain --parts refiner`) to ship: decoded frames corrected from the portrait."),
 ) -> None:
@@ -239,6 +244,8 @@ def export(
     check_guidance_scale("emotion", emotion_scale)
     if guidance_interval is not None and not 0.0 <= guidance_interval[0] <= guidance_interval[1]:
         raise InputError(f"the guidance interval needs 0 <= LO <= HI, got {guidance_interval[0]:g} {guidance_interval[1]:g}")
+    if overlap is not None and overlap < 0:
+        raise InputError(f"overlap must be 0 or more frames, got {overlap}")
     options = run / "run" / "options.json"
     if not options.is_file():
         raise InputError(f"{run} is not a training output folder (no run/options.json)")
@@ -254,7 +261,7 @@ def export(
     pipe = assemble_pipeline(opts.backbone, opts.embedder, parts, vae_dir=vae, refiner_dir=refiner)
     _store_recipe(
         pipe, opts, steps=steps, sampler=sampler, guidance_fraction=guidance_fraction, identity_scale=identity_scale, emotion_scale=emotion_scale,
-        guidance_interval=None if guidance_interval is None else list(guidance_interval),
+        guidance_interval=None if guidance_interval is None else list(guidance_interval), overlap=overlap,
     )  # fmt: skip
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     typer.echo(f"wrote {save_pipeline(pipe, out, torch_dtype)} (step {step})")

@@ -88,6 +88,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         default_emotion_scale: float = 6.0,
         default_audio_scale: float | None = None,
         default_guidance_interval: tuple[float, float] | None = None,
+        default_overlap: int | None = None,
     ):
         super().__init__()
         # The sampling recipe this model was tuned for (saved in model_index.json).
@@ -99,6 +100,7 @@ class DiceTalkPipeline(DiffusionPipeline):
             default_emotion_scale=default_emotion_scale,
             default_audio_scale=default_audio_scale,
             default_guidance_interval=None if default_guidance_interval is None else [float(v) for v in default_guidance_interval],
+            default_overlap=default_overlap,
         )
         self.register_modules(
             unet=unet,
@@ -381,7 +383,9 @@ class DiceTalkPipeline(DiffusionPipeline):
         of the steps (the first, noisiest ones) that run all three guidance branches — the others
         run the fully conditioned branch alone, a third of the work; ``guidance_interval``
         ``(lo, hi)``: of those steps, only the ones whose noise level lies in ``[lo, hi]`` run the
-        guidance (None: the model's recipe, whose None means every level); ``identity_scale`` (``s_id``) and
+        guidance (None: the model's recipe, whose None means every level); ``overlap``: frames
+        shared by neighbouring sampling windows (None: the model's recipe, whose None means a
+        quarter window); ``identity_scale`` (``s_id``) and
         ``audio_emotion_scale`` (``s_ae``): the guidance scales (None: the model's recipe);
         ``audio_scale`` (``s_a``): the speech's own scale, one more branch when it differs from
         ``s_ae`` (None: the model's recipe, whose None means ``s_ae``).
@@ -398,6 +402,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         if num_frames < 1:
             raise ValueError("nothing to generate: zero frames")
         w = min(self.window, num_frames)
+        overlap = self.config.default_overlap if overlap is None else overlap  # None: a quarter window
         overlap = max(0, min(w - 1, w // 4 if overlap is None else overlap))
         shift = max(1, (w - overlap) // 3) if shift is None else shift
         cond = self.prepare_conditions(image, audio, priors, fps, face_mask, noise_aug_strength, motion_bucket_id, generator)

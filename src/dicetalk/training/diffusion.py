@@ -9,7 +9,9 @@ with the emotion prior sampled from the (frozen) embedder's Gaussian of an emoti
 clip (same identity and emotion), the emotion bank retrieving its nearest code (VQ, straight
 through), and the discriminator classifying the UNet mid-block features into the 22 MEAD
 classes. Conditions are dropped for classifier-free guidance: 5 % audio, 5 % image, 5 %
-emotion, 5 % all. Frozen components (VAE, image encoder, audio encoder, embedder) only enter
+emotion, 5 % all; ``drop_audio_emotion`` adds a share with speech and emotion dropped and the
+image kept — the image-only branch that guidance at identity scale 1 extrapolates from, which the
+paper's four disjoint cases never show the model (0 by default, as in the paper). Frozen components (VAE, image encoder, audio encoder, embedder) only enter
 through features cached once (:mod:`dicetalk.data.features`). ``mouth_weight`` > 1 counts the
 lower face's errors that many times in ``L_denoise``
 (:func:`~dicetalk.training.losses.lower_face_weights`, each frame's face box): lip-sync needs the
@@ -69,6 +71,7 @@ class DiffusionOptions:
     drop_image: float = 0.05
     drop_emotion: float = 0.05
     drop_all: float = 0.05
+    drop_audio_emotion: float = 0.0  # speech and emotion dropped together, the image kept (guidance's image-only branch)
     trainable: tuple[str, ...] = TRAINABLE
     unet_trainable: str = "all"  # "all" or "cross-attention" (only the audio/emotion projections and the global emotion path)
     emotion_bank: bool = True  # ablation: False trains without the emotion bank
@@ -119,7 +122,9 @@ def _drops(u: torch.Tensor, opts: DiffusionOptions) -> tuple[torch.Tensor, torch
     i = a + opts.drop_image
     e = i + opts.drop_emotion
     every = (u >= e) & (u < e + opts.drop_all)
-    return (u < a) | every, ((u >= a) & (u < i)) | every, ((u >= i) & (u < e)) | every
+    ae = e + opts.drop_all
+    speech_and_emotion = (u >= ae) & (u < ae + opts.drop_audio_emotion)
+    return (u < a) | every | speech_and_emotion, ((u >= a) & (u < i)) | every, ((u >= i) & (u < e)) | every | speech_and_emotion
 
 
 def denoise(modules, batch: dict, x: torch.Tensor, sigma: torch.Tensor, prior: torch.Tensor, drops, fps: float, scaling_factor: float, use_bank: bool = False):
