@@ -10,7 +10,8 @@ The release's recipe, on diffusers' building blocks:
    emotion tokens;
 4. the face-region mask goes through the mask encoder, added after the UNet's input convolution;
 5. EDM sampling (Euler on Karras noise levels, v-prediction) over overlapping windows of frames
-   shifted at every step, averaged in latent space; each window runs the three guidance branches
+   shifted at every step, averaged in latent space; on a guided step (the recipe may guide only
+   part of the steps or of the noise levels) each window runs the three guidance branches
    (nothing / image / image + audio + emotion) in one batched UNet call:
    ``x0 = x0_none + s_id (x0_image - x0_none) + s_ae (x0_full - x0_image)``; at ``s_id = 1`` the
    unconditional branch cancels out and is not run (two branches, a third less work);
