@@ -11,7 +11,7 @@ A recipe is ``STEPS:SAMPLER:GUIDANCE_FRACTION``; the release's is ``25:euler:1``
 
     python benchmarks/quality.py DATASET --out runs/quality [--weights DIR] \
         [--recipes 25:euler:1 10:dpmpp-2m:1 10:dpmpp-2m:0.5] [--emotions neutral,happy,surprised,angry] \
-        [--reference-frame clip|neutral] [--mode label|other-identity] [--identity-scale S] [--emotion-scale S] [--audio-scale S] [--overlap N]
+        [--reference-frame clip|neutral] [--mode label|other-identity] [--identity-scale S] [--emotion-scale S] [--audio-scale S] [--guidance-interval LO HI] [--overlap N]
 
 ``--reference-frame neutral`` animates each person's neutral frame instead of the clip's own first
 frame, so the Emo-Score counts only what the emotion condition draws. ``--mode other-identity``
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--audio-scale", type=float, default=None, help="guidance scale of the speech alone, an extra branch (default: the model's)")
     parser.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                         help="guidance only on steps whose noise level lies in [LO, HI] (default: the model's recipe)")
-    parser.add_argument("--overlap", type=int, default=None, help="frames shared by neighbouring sampling windows (default: a quarter window)")
+    parser.add_argument("--overlap", type=int, default=None, help="frames shared by neighbouring sampling windows (default: the model's recipe, else a quarter window)")
     parser.add_argument("--max-frames", type=int, default=50, help="frames per clip (from its start)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

@@ -55,7 +55,7 @@ class RenderOptions:
     identity_scale: float | None = None  # None: the model's recipe
     emotion_scale: float | None = None
     audio_scale: float | None = None  # None: the model's recipe (the emotion scale, unless it sets its own)
-    overlap: int | None = None  # frames shared by neighbouring sampling windows (None: the pipeline's, a quarter window)
+    overlap: int | None = None  # frames shared by neighbouring sampling windows (None: the model's recipe, else a quarter window)
     seed: int = 0
     max_frames: int = 125
 
