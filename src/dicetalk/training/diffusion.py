@@ -11,8 +11,9 @@ through), and the discriminator classifying the UNet mid-block features into the
 classes. Conditions are dropped for classifier-free guidance: 5 % audio, 5 % image, 5 %
 emotion, 5 % all; ``drop_audio_emotion`` adds a share with speech and emotion dropped and the
 image kept — the image-only branch that guidance at identity scale 1 extrapolates from, which the
-paper's four disjoint cases never show the model (0 by default, as in the paper). Frozen components (VAE, image encoder, audio encoder, embedder) only enter
-through features cached once (:mod:`dicetalk.data.features`). ``mouth_weight`` > 1 counts the
+paper's four disjoint cases never show the model (0 by default, as in the paper). Frozen
+components (VAE, image encoder, audio encoder, embedder) only enter through features cached once
+(:mod:`dicetalk.data.features`). ``mouth_weight`` > 1 counts the
 lower face's errors that many times in ``L_denoise``
 (:func:`~dicetalk.training.losses.lower_face_weights`, each frame's face box): lip-sync needs the
 mouth right, and the mouth is a small part of the frame.
