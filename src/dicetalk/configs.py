@@ -89,6 +89,17 @@ class ModelConfig:
     def prior_dim(self) -> int:
         return self.emotion_bank["prior_dim"]
 
+    @property
+    def sync_expert(self) -> dict[str, Any]:
+        """LatentSyncExpert arguments (a training-time component): sized from the latents and audio windows."""
+        latent = self.image_size // 2 ** (len(self.vae["down_block_types"]) - 1)
+        p = self.audio_projection
+        return dict(
+            latent_channels=self.vae.get("latent_channels", 4),
+            audio_dim=p["seq_len"] * p["blocks"] * p["channels"],
+            crop=max(4, min(16, latent // 2) // 4 * 4),  # the lower face covers about half the latent's side
+        )
+
 
 def _svd_xt() -> ModelConfig:
     return ModelConfig(

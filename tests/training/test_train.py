@@ -405,3 +405,75 @@ def test_condition_dropout_cases_are_disjoint_and_the_image_only_case_is_optiona
     for case in ("audio", "image", "emotion", "all"):
         assert abs(extra[case] - paper[case]) < 1e-9  # the paper's cases keep their share
     assert abs(extra["none"] - (paper["none"] - 0.1)) < 0.003
+
+
+def test_sync_expert_trains_and_its_loss_reaches_the_denoiser(stages, tmp_path):
+    from dataclasses import replace
+
+    from dicetalk.data.datasets import WindowDataset
+    from dicetalk.errors import InputError
+    from dicetalk.training.diffusion import _collate, build_trainable, diffusion_loss, load_sync_expert
+    from dicetalk.training.sync_expert import SyncExpertOptions, train_sync_expert
+
+    world, root = stages["world"], stages["root"]
+    sx = SyncExpertOptions(str(world), str(tmp_path / "sx"), str(root / "backbone"), str(root / "embedder"), config="tiny", steps=3, batch=4, frames=8)
+    folder, accuracy = train_sync_expert(sx, stages["cache"], stages["features"])
+    assert (folder / "config.json").is_file() and (folder / "diffusion_pytorch_model.safetensors").is_file()
+    assert 0.0 <= accuracy <= 1.0
+    assert (tmp_path / "sx" / "run" / "checkpoints" / "step_0000003").is_dir()  # resumable like every run
+
+    opts = _opts(stages, tmp_path / "d", 2, sync_expert=str(folder), sync_weight=0.5)
+    opts = replace(opts, frames=8)
+    expert = load_sync_expert(opts, stages["features"])
+    scale = stages["backbone"]["vae"].config.scaling_factor
+    modules = build_trainable(opts)
+    data = WindowDataset(stages["cache"], 8, seed=0, features=stages["features"], with_pixels=False, neutral_reference=True)
+    batch = _collate([data[0], data[1]])
+
+    def step(o, ex):
+        for m in modules.values():
+            m.zero_grad()
+        loss, logs = diffusion_loss(o, stages["cache"].fps, scale, ex)(0, modules, batch, torch.Generator().manual_seed(5))
+        loss.backward()
+        return float(loss.detach()), logs, [p.grad.clone() for p in modules["unet"].parameters() if p.grad is not None]
+
+    plain_loss, plain_logs, plain_grads = step(replace(opts, sync_weight=0.0), expert)
+    sync_loss, logs, grads = step(opts, expert)
+    assert "sync" not in plain_logs and float(logs["sync"]) > 0
+    assert sync_loss == pytest.approx(plain_loss + 0.5 * float(logs["sync"]), rel=1e-5)
+    assert any(not torch.allclose(a, b) for a, b in zip(plain_grads, grads))  # the sync loss trains the UNet
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in expert.parameters())  # the expert stays frozen
+
+    train_diffusion(opts, stages["cache"], stages["features"], scale)  # runs and checkpoints with the expert
+    assert (tmp_path / "d" / "run" / "checkpoints" / "step_0000002").is_dir()
+    with pytest.raises(InputError, match="--frames must be at least"):
+        load_sync_expert(replace(opts, frames=4), stages["features"])
+    with pytest.raises(InputError, match="needs --sync-expert"):
+        load_sync_expert(replace(opts, sync_expert=str(tmp_path / "nothing")), stages["features"])
+    with pytest.raises(InputError, match="not this configuration"):
+        load_sync_expert(replace(opts, config="synthetic"), stages["features"])
+
+
+def test_train_cli_refuses_a_sync_weight_without_an_expert(stages, tmp_path, capsys):
+    root = stages["root"]
+    args = ["train", str(stages["world"]), "--backbone", str(root / "backbone"), "--embedder", str(root / "embedder"),
+            "--out", str(tmp_path / "o"), "--config", "tiny", "--dry-run"]  # fmt: skip
+    assert main([*args, "--sync-weight", "0.5"]) != 0
+    assert "go together" in capsys.readouterr().err
+    assert main([*args, "--sync-expert", str(tmp_path)]) != 0
+    assert "go together" in capsys.readouterr().err
+
+
+def test_train_sync_expert_cli_trains_resumes_and_dry_runs(stages, tmp_path, capsys):
+    root = stages["root"]
+    args = ["train-sync-expert", str(stages["world"]), "--backbone", str(root / "backbone"), "--embedder", str(root / "embedder"),
+            "--out", str(tmp_path / "sx"), "--config", "tiny", "--batch", "2", "--frames", "8", "--cache-dir", str(root / "cache")]  # fmt: skip
+    assert main([*args, "--steps", "2", "--dry-run"]) == 0
+    assert "LatentSyncExpert" in capsys.readouterr().out
+    assert not (tmp_path / "sx" / "sync_expert").exists()
+    assert main([*args, "--steps", "2"]) == 0
+    assert "picks its own audio offset" in capsys.readouterr().out
+    assert main([*args, "--steps", "3"]) != 0  # a finished run is not silently restarted
+    assert main([*args, "--steps", "3", "--resume"]) == 0
+    assert (tmp_path / "sx" / "run" / "checkpoints" / "step_0000003").is_dir()
+    assert (tmp_path / "sx" / "sync_expert" / "config.json").is_file()

@@ -1,4 +1,4 @@
-"""Training commands: ``pretrain`` (backbone stand-ins), ``train-embedder``, ``train``, ``export``.
+"""Training commands: ``pretrain`` (backbone stand-ins), ``train-embedder``, ``train-sync-expert``, ``train``, ``export``.
 
 Every command takes the dataset folder (MEAD/HDTF layout), writes into its own output folder
 (options beside the run, atomic checkpoints), resumes with ``--resume`` and checks everything
@@ -106,6 +106,47 @@ def train_embedder_cmd(
     typer.echo(f"wrote {train_embedder(opts, cache, hidden, resume=resume)}")
 
 
+@app.command("train-sync-expert")
+def train_sync_expert_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder."),
+    backbone: Path = typer.Option(..., help="Folder with the frozen vae/, image_encoder/, audio_encoder/ the denoiser will train on."),
+    embedder: Path = typer.Option(..., help="Folder with emotion_embedder/ and priors/ (the features are cached with train's)."),
+    out: Path = typer.Option(..., "--out", "-o"),
+    config: str = typer.Option("synthetic"),
+    steps: int = typer.Option(3000, min=1),
+    batch: int = typer.Option(16, min=2, help="Windows per step (each window's other offsets and the other windows are the negatives)."),
+    frames: int = typer.Option(16, min=6, help="Frames per window."),
+    lr: float = typer.Option(5e-4),
+    mix: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of emotion-labelled windows."),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(False, "--resume"),
+    dry_run: bool = typer.Option(False, "--dry-run"),
+    threads: int | None = typer.Option(None),
+    cache_dir: Path | None = typer.Option(None),
+) -> None:
+    """Train the latent lip-sync expert that `train --sync-expert` asks (Wav2Lip's expert, in latent space)."""
+    from ..configs import get_config
+    from ..training.assemble import load_backbone, load_embedder, prepare_features
+    from ..training.sync_expert import SyncExpertOptions, build_sync_expert, train_sync_expert
+
+    _threads(threads)
+    opts = SyncExpertOptions(
+        dataset=str(dataset), out=str(out), backbone=str(backbone), embedder=str(embedder), config=config, steps=steps,
+        batch=batch, frames=frames, lr=lr, mix=mix, seed=seed, cache_dir=str(cache_dir) if cache_dir else None,
+    )  # fmt: skip
+    cache = _cache(dataset, get_config(config).image_size, cache_dir)
+    typer.echo(f"{len(cache.records)} training clips, {len(cache.frames)} frames; {opts}")
+    if dry_run:
+        from ..models.registry import summarize
+
+        typer.echo(summarize({"sync_expert": build_sync_expert(config)}))
+        return
+    emb, _ = load_embedder(embedder)
+    features = prepare_features(cache, load_backbone(backbone), emb)
+    folder, accuracy = train_sync_expert(opts, cache, features, resume=resume)
+    typer.echo(f"wrote {folder}; on other windows each 5-frame chunk picks its own audio offset {accuracy:.1%} of the time")
+
+
 @app.command()
 def train(
     dataset: Path = typer.Argument(..., help="Dataset folder."),
@@ -125,6 +166,8 @@ def train(
     drop_audio_emotion: float = typer.Option(
         0.0, min=0.0, max=0.5, help="Share of windows with speech and emotion dropped, the image kept (guidance's image-only branch); 0: the paper's dropout."
     ),
+    sync_expert: Path | None = typer.Option(None, help="A sync expert folder (from train-sync-expert) for the sync loss."),
+    sync_weight: float = typer.Option(0.0, min=0.0, help="Weight of the sync expert's loss on the denoised estimate; 0: the paper's losses only."),
     emotion_bank: bool = typer.Option(True, "--emotion-bank/--no-emotion-bank", help="Ablation: train without the bank."),
     deterministic_prior: bool = typer.Option(False, help="Ablation: the embedder's mean instead of a sample."),
     neutral_reference: bool = typer.Option(
@@ -157,6 +200,8 @@ def train(
     from ..training.diffusion import DiffusionOptions, train_diffusion
 
     _threads(threads)
+    if (sync_weight > 0) != (sync_expert is not None):
+        raise InputError("--sync-expert and --sync-weight (> 0) go together")
     distill = {}
     if distill_from is not None:
         if init is not None:
@@ -168,7 +213,7 @@ def train(
     opts = DiffusionOptions(
         dataset=str(dataset), out=str(out), backbone=str(backbone), embedder=str(embedder), config=config,
         init=str(init) if init else None, steps=steps, batch=batch, frames=frames, lr=lr, warmup=warmup, mix=mix, lambda_cls=lambda_cls, mouth_weight=mouth_weight,
-        drop_audio_emotion=drop_audio_emotion,
+        drop_audio_emotion=drop_audio_emotion, sync_expert=str(sync_expert) if sync_expert else None, sync_weight=sync_weight,
         emotion_bank=emotion_bank, deterministic_prior=deterministic_prior, neutral_reference=neutral_reference, unet_trainable=unet_trainable,
         workers=workers, mixed_precision=mixed_precision, save_every=save_every, seed=seed, **distill,
     )

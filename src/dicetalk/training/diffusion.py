@@ -17,6 +17,9 @@ components (VAE, image encoder, audio encoder, embedder) only enter through feat
 lower face's errors that many times in ``L_denoise``
 (:func:`~dicetalk.training.losses.lower_face_weights`, each frame's face box): lip-sync needs the
 mouth right, and the mouth is a small part of the frame.
+``sync_weight`` > 0 adds ``sync_weight * L_sync``: the contrastive loss of a frozen latent lip-sync
+expert (:mod:`dicetalk.models.sync_expert`, ``dicetalk train-sync-expert``) on the denoised
+estimate, for the windows whose speech is kept — Wav2Lip's expert discriminator, in latent space.
 
 Guidance distillation (``distill_from``, issue 7): the UNet alone learns to give, in one pass with
 every condition, what the frozen teacher gives with its guidance branches,
@@ -68,6 +71,8 @@ class DiffusionOptions:
     p_std: float = 1.6
     lambda_cls: float = 0.1
     mouth_weight: float = 1.0  # weight of the lower face in the denoising loss (1: the paper's unweighted loss)
+    sync_expert: str | None = None  # a trained LatentSyncExpert folder (train-sync-expert): the sync loss's judge
+    sync_weight: float = 0.0  # weight of the sync loss on the denoised estimate (0: the paper's losses only)
     drop_audio: float = 0.05
     drop_image: float = 0.05
     drop_emotion: float = 0.05
@@ -162,7 +167,9 @@ def denoise(modules, batch: dict, x: torch.Tensor, sigma: torch.Tensor, prior: t
     return edm.c_skip(s) * x + edm.c_out(s) * out.sample, out, emotion
 
 
-def diffusion_loss(opts: DiffusionOptions, fps: float, scaling_factor: float):
+def diffusion_loss(opts: DiffusionOptions, fps: float, scaling_factor: float, sync_expert: torch.nn.Module | None = None):
+    """The training objective; ``sync_expert`` (frozen) adds ``opts.sync_weight`` x its sync loss."""
+
     def loss_fn(step, modules, batch, generator):
         dev = next(modules["unet"].parameters()).device
         batch = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch.items()}
@@ -184,7 +191,13 @@ def diffusion_loss(opts: DiffusionOptions, fps: float, scaling_factor: float):
         labelled = batch["labelled"].bool() & ~drops[2]
         cls = modules["discriminator"].loss(out.mid_features, batch["class_id"].clamp(min=0), weight=labelled.float())
         loss = denoise_loss + opts.lambda_cls * cls + emotion.vq_loss
-        return loss, {"denoise": denoise_loss.detach(), "cls": cls.detach(), "vq": emotion.vq_loss.detach()}
+        logs = {"denoise": denoise_loss.detach(), "cls": cls.detach(), "vq": emotion.vq_loss.detach()}
+        if sync_expert is not None and opts.sync_weight > 0:
+            # Windows whose speech was dropped have no audio to match.
+            sync, hit = sync_expert.loss(denoised, batch["face_boxes"], batch["audio_windows"], weight=(~drops[0]).float())
+            loss = loss + opts.sync_weight * sync
+            logs.update(sync=sync.detach(), sync_accuracy=hit.detach())
+        return loss, logs
 
     return loss_fn
 
@@ -215,6 +228,25 @@ def distillation_loss(opts: DiffusionOptions, teacher_unet: torch.nn.Module, fps
     return loss_fn
 
 
+def load_sync_expert(opts: DiffusionOptions, features: DiffusionFeatures) -> torch.nn.Module:
+    """The frozen sync expert of ``opts.sync_expert``, checked against the latents and audio it will read."""
+    from ..models.sync_expert import LatentSyncExpert
+
+    if opts.distill_from:
+        raise InputError("the sync loss goes with the diffusion loss, not with distillation")
+    folder = Path(opts.sync_expert) if opts.sync_expert else None
+    if folder is None or not (folder / "config.json").is_file():
+        raise InputError(f"--sync-weight needs --sync-expert, a folder from train-sync-expert (got {opts.sync_expert})")
+    expert = LatentSyncExpert.from_pretrained(folder)
+    want = get_config(opts.config).sync_expert
+    have = {k: expert.config[k] for k in ("latent_channels", "audio_dim")}
+    if have != {k: want[k] for k in have} or features.latents.shape[1] != have["latent_channels"]:
+        raise InputError(f"{folder}: a sync expert for latents / audio of {have}, not this configuration's {want}")
+    if opts.frames < expert.config.span:
+        raise InputError(f"the sync expert reads {expert.config.span} consecutive frames: --frames must be at least that, got {opts.frames}")
+    return expert.requires_grad_(False).eval()
+
+
 def _collate(items: list[dict]) -> dict:
     out = {}
     for key in items[0]:
@@ -233,6 +265,7 @@ def train_diffusion(opts: DiffusionOptions, cache: FrameCache, features: Diffusi
         if tuple(opts.trainable) != ("unet",):
             raise InputError("distillation trains the UNet only (trainable = ('unet',))")
         opts = replace(opts, init=opts.distill_from)
+    expert = load_sync_expert(opts, features) if opts.sync_weight > 0 else None
     parts = build_trainable(opts)
     dataset = WindowDataset(cache, opts.frames, seed=opts.seed, mix=opts.mix, features=features, with_pixels=False, neutral_reference=opts.neutral_reference)
     run = Run(Path(opts.out) / "run", opts, resume=resume)
@@ -249,7 +282,7 @@ def train_diffusion(opts: DiffusionOptions, cache: FrameCache, features: Diffusi
         teacher = copy.deepcopy(parts["unet"]).requires_grad_(False).eval().to(accelerator.device)
         loss_fn = distillation_loss(opts, teacher, cache.fps, scaling_factor)
     else:
-        loss_fn = diffusion_loss(opts, cache.fps, scaling_factor)
+        loss_fn = diffusion_loss(opts, cache.fps, scaling_factor, expert.to(accelerator.device) if expert is not None else None)
     fit(
         run,
         accelerator,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..models.sync_expert import LOWER_FACE
+
 
 def info_nce(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """Supervised InfoNCE over a batch, a scalar.
@@ -58,8 +60,6 @@ def info_nce(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float 
     return -(positive_log_prob / counts[anchors]).mean()
 
 
-# The lower face (mouth, lips and chin, with room for a wide smile) as fractions of the face box.
-LOWER_FACE = (0.15, 0.55, 0.85, 1.0)
 
 
 def _coverage(lo: torch.Tensor, hi: torch.Tensor, cells: int) -> torch.Tensor:
