@@ -7,11 +7,11 @@ The UNet and VAE are built under a fake-tensor mode (shapes only, no memory) and
         steps_eff     = steps x (branches on guided steps x guided_fraction + 1 x (1 - guided_fraction))
                         (guided_fraction: the share of steps that run guidance, by count or by noise level)
         window_factor = window / (window - overlap)        (frames denoised more than once)
-    VAE  FLOPs / video s = output_fps x (vae_decode_flops_per_frame + refiner_flops_per_frame)
+    VAE  FLOPs / video s = generated_fps x (vae_decode_flops_per_frame + refiner_flops_per_frame)
 
-(the reference refiner, where a configuration has one, runs on every decoded frame.)
-
-Frame interpolation (the release's RIFE) is not counted. Usage::
+(only generated frames are decoded; the reference refiner, where a configuration has one, runs on
+every decoded frame.) Frame interpolation (the release's RIFE, from 12.5 to 25 fps) is not counted,
+which favours the release. Usage::
 
     python benchmarks/flops.py [--config svd-xt --size 512] [--config synthetic]
 """
@@ -68,23 +68,40 @@ class Setting:
     branches: int = 3  # UNet passes per guided step (3: none / image / image+audio+emotion; 2 at identity scale 1)
     guided_fraction: float = 1.0  # share of the steps that run every branch; the others run one
     generated_fps: float = 25.0
-    output_fps: float = 25.0
     overlap: int = 0
 
     def per_video_second(self, unet: float, vae: float, window: int) -> tuple[float, float, float]:
         steps_eff = self.steps * (self.branches * self.guided_fraction + (1 - self.guided_fraction))
         window_factor = window / (window - self.overlap) if self.overlap < window else float("inf")
         evals = steps_eff * self.generated_fps * window_factor
-        return evals, evals * unet, self.output_fps * vae
+        return evals, evals * unet, self.generated_fps * vae
 
 
-def guided_share(steps: int, lo: float, hi: float) -> float:
-    """Share of ``steps`` Karras steps (the pipeline's schedule) whose noise level lies in [lo, hi]."""
+def guided_share(steps: int, lo: float, hi: float, fraction: float = 1.0) -> float:
+    """Share of ``steps`` Karras steps (the pipeline's schedule) that run guidance: among the first
+    ``fraction`` of the steps, those whose noise level lies in [lo, hi] (as the pipeline decides)."""
     from dicetalk.pipeline.loading import default_scheduler
 
     scheduler = default_scheduler()
     scheduler.set_timesteps(steps)
-    return sum(lo <= s <= hi for s in scheduler.sigmas[:steps].tolist()) / steps
+    first = int(round(fraction * steps))
+    return sum(k < first and lo <= s <= hi for k, s in enumerate(scheduler.sigmas[:steps].tolist())) / steps
+
+
+def default_model_setting(window: int) -> Setting:
+    """The embedded default model's own recipe, read from its ``model_index.json``."""
+    import json
+
+    from dicetalk.pipeline.loading import DEFAULT_MODEL_DIR
+
+    c = json.loads((DEFAULT_MODEL_DIR / "model_index.json").read_text())
+    steps, lo_hi = c["default_steps"], c.get("default_guidance_interval") or (0.0, float("inf"))
+    share = guided_share(steps, *lo_hi, c.get("default_guidance_fraction", 1.0))
+    overlap = window // 4 if c.get("default_overlap") is None else c["default_overlap"]
+    branches = 2 if c.get("default_identity_scale") == 1.0 and c.get("default_audio_scale") is None else 3
+    name = (f"default model: {steps} {c['default_sampler']} steps, {branches} branches at noise levels {lo_hi[0]:g}-{lo_hi[1]:g} "
+            f"({share * steps:.0f} steps), 25 fps, overlap {overlap}")  # fmt: skip
+    return Setting(name, steps, branches=branches, guided_fraction=share, overlap=overlap)
 
 
 def settings(window: int) -> list[Setting]:
@@ -96,7 +113,8 @@ def settings(window: int) -> list[Setting]:
         Setting("12 steps, 3 branches, 12.5 fps + interpolation", 12, generated_fps=12.5),
         Setting("10 steps, guidance on 60 % of steps, 12.5 fps", 10, guided_fraction=0.6, generated_fps=12.5),
         Setting("10 euler-churn steps, 2 branches (identity scale 1), 25 fps", 10, branches=2, overlap=o),
-        Setting("default model: 10 euler-churn steps, 2 branches at noise levels 0.2-5, 25 fps", 10, branches=2,
+        default_model_setting(window),
+        Setting(f"10 euler-churn steps, 2 branches at noise levels 0.2-5, 25 fps, overlap {o} (the default before)", 10, branches=2,
                 guided_fraction=guided_share(10, 0.2, 5.0), overlap=o),  # fmt: skip
         Setting("10 steps, 2 branches, 12.5 fps + interpolation", 10, branches=2, generated_fps=12.5),
         Setting("guidance-distilled: 10 steps, 1 pass, 25 fps", 10, branches=1, overlap=o),

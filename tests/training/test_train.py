@@ -477,3 +477,13 @@ def test_train_sync_expert_cli_trains_resumes_and_dry_runs(stages, tmp_path, cap
     assert main([*args, "--steps", "3", "--resume"]) == 0
     assert (tmp_path / "sx" / "run" / "checkpoints" / "step_0000003").is_dir()
     assert (tmp_path / "sx" / "sync_expert" / "config.json").is_file()
+
+
+def test_learning_rate_warms_up_then_holds_or_decays_along_a_cosine():
+    from dicetalk.training.common import lr_at
+
+    assert lr_at(0, 1.0, 10) == pytest.approx(0.1)
+    assert lr_at(500, 1.0, 10) == 1.0  # constant by default
+    assert lr_at(9, 1.0, 10, steps=100) == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.09)))
+    assert lr_at(50, 1.0, 10, steps=100) == pytest.approx(0.5)
+    assert lr_at(99, 1.0, 10, steps=100) < 0.001

@@ -116,7 +116,7 @@ def train_sync_expert_cmd(
     steps: int = typer.Option(3000, min=1),
     batch: int = typer.Option(16, min=2, help="Windows per step (each window's other offsets and the other windows are the negatives)."),
     frames: int = typer.Option(16, min=6, help="Frames per window."),
-    lr: float = typer.Option(5e-4),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (cosine decay to 0 at --steps)."),
     mix: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of emotion-labelled windows."),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(False, "--resume"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -170,8 +171,12 @@ def make_accelerator(folder: Path, mixed_precision: str = "no", log: bool = True
     return accelerator
 
 
-def lr_at(step: int, lr: float, warmup: int) -> float:
-    return lr * min(1.0, (step + 1) / max(1, warmup))
+def lr_at(step: int, lr: float, warmup: int, steps: int | None = None) -> float:
+    """Linear warm-up, then constant; with ``steps``, a cosine decay to 0 over the run."""
+    scale = min(1.0, (step + 1) / max(1, warmup))
+    if steps is not None:
+        scale *= 0.5 * (1.0 + math.cos(math.pi * step / steps))
+    return lr * scale
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -212,6 +217,7 @@ def fit(
     desc: str = "training",
     averages: dict[str, torch.nn.Module] | None = None,
     ema_decay: float = 0.998,
+    cosine: bool = False,
 ) -> dict[str, float]:
     """The one training loop: AdamW on the trainable parameters of ``modules``.
 
@@ -221,7 +227,8 @@ def fit(
 
     ``averages`` (name -> a copy of ``modules[name]``) are kept as exponential moving averages
     of the trained weights (decay ``ema_decay``) and checkpointed as ``<name>_ema``: the weights
-    to use when single steps are noisy.
+    to use when single steps are noisy. ``cosine`` decays the learning rate to 0 at ``steps`` (so a
+    run resumed with a new target follows another curve from there).
     """
     from tqdm.auto import tqdm
 
@@ -246,7 +253,7 @@ def fit(
     for step in range(start, steps):
         torch.manual_seed(step_seed(seed, step, rank))  # dropout and any other global draw
         generator = torch.Generator(device=accelerator.device).manual_seed(step_seed(seed, step, rank) ^ 0x5EED)
-        set_lr(optimizer, lr_at(step, lr, warmup))
+        set_lr(optimizer, lr_at(step, lr, warmup, steps if cosine else None))
         batch = next(iterator) if iterator is not None else None
         with accelerator.autocast():
             loss, step_logs = loss_fn(step, wrapped, batch, generator)

@@ -32,7 +32,7 @@ class SyncExpertOptions:
     steps: int = 3000
     batch: int = 16  # windows per step
     frames: int = 16  # frames per window
-    lr: float = 5e-4
+    lr: float = 1e-3  # peak; cosine decay to 0
     mix: float = 0.5
     seed: int = 0
     mixed_precision: str = "no"
@@ -94,6 +94,8 @@ def train_sync_expert(opts: SyncExpertOptions, cache: FrameCache, features: Diff
         seed=opts.seed,
         warmup=min(100, opts.steps // 10 + 1),
         weight_decay=1e-4,
+        grad_clip=0.0,
+        cosine=True,
         save_every=max(100, opts.steps // 5),
         desc="train-sync-expert",
     )
