@@ -3,8 +3,8 @@
 Trained on the ground-truth latents and audio windows of the training clips — the same cached
 features and windows the denoiser trains on — with the contrastive loss of
 :meth:`~dicetalk.models.sync_expert.LatentSyncExpert.loss`, then frozen and passed to
-``dicetalk train --sync-expert``. Held-out windows (another seed's draws) report how often a chunk
-picks its own offset among its window's others.
+``dicetalk train --sync-expert``. Windows it did not train on (another seed's draws from the same
+clips) report how often a chunk picks its own offset among its window's others.
 """
 
 from __future__ import annotations
