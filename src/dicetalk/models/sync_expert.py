@@ -33,16 +33,20 @@ from torch import nn
 LOWER_FACE = (0.15, 0.55, 0.85, 1.0)
 
 
+def lower_face_box(face_boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(..., 4) face boxes (x0 y0 x1 y1, fractions of the frame) -> the lower face's (left, top, right, bottom)."""
+    x0, y0, x1, y1 = face_boxes.unbind(-1)
+    fx0, fy0, fx1, fy1 = LOWER_FACE
+    return x0 + fx0 * (x1 - x0), y0 + fy0 * (y1 - y0), x0 + fx1 * (x1 - x0), y0 + fy1 * (y1 - y0)
+
+
 def crop_lower_face(latents: torch.Tensor, face_boxes: torch.Tensor, size: int) -> torch.Tensor:
     """(B, F, C, h, w) latents, (B, F, 4) face boxes (x0 y0 x1 y1, fractions) -> (B, F, C, size, size).
 
     Bilinear resampling, so it follows the head smoothly and passes gradients to the latents.
     """
     b, f, c, h, w = latents.shape
-    x0, y0, x1, y1 = face_boxes.reshape(b * f, 4).to(latents.dtype).unbind(-1)
-    fx0, fy0, fx1, fy1 = LOWER_FACE
-    left, right = x0 + fx0 * (x1 - x0), x0 + fx1 * (x1 - x0)
-    top, bottom = y0 + fy0 * (y1 - y0), y0 + fy1 * (y1 - y0)
+    left, top, right, bottom = lower_face_box(face_boxes.reshape(b * f, 4).to(latents.dtype))
     theta = torch.zeros(b * f, 2, 3, dtype=latents.dtype, device=latents.device)
     # affine_grid maps the output's [-1, 1] onto the input's [-1, 1]: scale and centre of the box.
     theta[:, 0, 0], theta[:, 0, 2] = right - left, left + right - 1

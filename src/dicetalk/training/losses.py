@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..models.sync_expert import LOWER_FACE
+from ..models.sync_expert import LOWER_FACE, lower_face_box  # noqa: F401  (LOWER_FACE re-exported)
 
 
 def info_nce(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -77,10 +77,8 @@ def lower_face_weights(face_boxes: torch.Tensor, height: int, width: int, weight
     the lower-face box covers in part gets a weight in between (so the map follows the head
     smoothly). ``weight`` 1 gives the plain, unweighted loss.
     """
-    x0, y0, x1, y1 = face_boxes.unbind(-1)
-    w, h = x1 - x0, y1 - y0
-    fx0, fy0, fx1, fy1 = LOWER_FACE
-    cover_x = _coverage(x0 + fx0 * w, x0 + fx1 * w, width)  # (B, F, width)
-    cover_y = _coverage(y0 + fy0 * h, y0 + fy1 * h, height)  # (B, F, height)
+    left, top, right, bottom = lower_face_box(face_boxes)
+    cover_x = _coverage(left, right, width)  # (B, F, width)
+    cover_y = _coverage(top, bottom, height)  # (B, F, height)
     cover = cover_y[..., :, None] * cover_x[..., None, :]  # (B, F, height, width)
     return (1.0 + (weight - 1.0) * cover)[:, :, None]
