@@ -17,3 +17,9 @@ class WeightsError(DiceTalkError):
 
 class UnsafeFileError(DiceTalkError):
     """A file would need arbitrary code execution (a pickle with globals) to be read."""
+
+
+class Cancelled(DiceTalkError):
+    """The job was stopped on request (a cancelled web-UI job, a shutting-down server); nothing was written."""
+
+    exit_code = 130

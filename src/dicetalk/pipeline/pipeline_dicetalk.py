@@ -316,6 +316,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         windows_per_batch: int,
         guided: bool = True,
         audio_scale: float | None = None,
+        on_window: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """Denoised estimate of the whole video: window estimates averaged in latent space."""
         total = x.shape[0]
@@ -330,6 +331,8 @@ class DiceTalkPipeline(DiffusionPipeline):
             for s, est in zip(batch, x0):
                 acc[s : s + w] += est * weights
                 norm[s : s + w] += weights
+                if on_window is not None:
+                    on_window()
         return acc / norm
 
     # ------------------------------------------------------------------ decoding
@@ -373,6 +376,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         guidance_fraction: float | None = None,
         audio_scale: float | None = None,
         guidance_interval: tuple[float, float] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> DiceTalkPipelineOutput:
         """Generate ``priors.shape[0]`` frames at ``fps``.
 
@@ -389,7 +393,9 @@ class DiceTalkPipeline(DiffusionPipeline):
         quarter window); ``identity_scale`` (``s_id``) and
         ``audio_emotion_scale`` (``s_ae``): the guidance scales (None: the model's recipe);
         ``audio_scale`` (``s_a``): the speech's own scale, one more branch when it differs from
-        ``s_ae`` (None: the model's recipe, whose None means ``s_ae``).
+        ``s_ae`` (None: the model's recipe, whose None means ``s_ae``); ``progress(stage, done, total)``:
+        called as work advances, with ``stage`` ``"encode"`` (the portrait and speech), ``"denoise"``
+        (windows, over all steps) and ``"decode"`` (frames); an exception it raises stops the call.
         """
         num_inference_steps = num_inference_steps or self.config.default_steps
         sampler = sampler or self.config.default_sampler
@@ -406,7 +412,10 @@ class DiceTalkPipeline(DiffusionPipeline):
         overlap = self.config.default_overlap if overlap is None else overlap  # None: a quarter window
         overlap = max(0, min(w - 1, w // 4 if overlap is None else overlap))
         shift = max(1, (w - overlap) // 3) if shift is None else shift
+        report = progress or (lambda stage, done, total: None)
+        report("encode", 0, 1)
         cond = self.prepare_conditions(image, audio, priors, fps, face_mask, noise_aug_strength, motion_bucket_id, generator)
+        report("encode", 1, 1)
 
         self.scheduler.set_timesteps(num_inference_steps, device="cpu")
         sigmas = self.scheduler.sigmas.to(torch.float32)
@@ -418,18 +427,35 @@ class DiceTalkPipeline(DiffusionPipeline):
         levels = sigmas.tolist()
         guided_at = [step < guided_steps and lo <= levels[step] <= hi for step in range(num_inference_steps)]
 
+        windows = [len(window_starts(num_frames, w, overlap, offset=step * shift)) for step in range(num_inference_steps)]
+        total_windows = sum(windows) + (sum(windows[:-1]) if sampler == "heun" else 0)
+        done = [0]
+
+        def on_window() -> None:
+            done[0] += 1
+            report("denoise", done[0], total_windows)
+
         def denoise(x: torch.Tensor, sigma: torch.Tensor, step: int) -> torch.Tensor:
             guided = guided_at[step]
             return self.denoise_all(
-                x, sigma.to(x.device), step, cond, fps, identity_scale, audio_emotion_scale, overlap, shift, windows_per_batch, guided, audio_scale
-            )
+                x, sigma.to(x.device), step, cond, fps, identity_scale, audio_emotion_scale, overlap, shift, windows_per_batch, guided, audio_scale,
+                on_window,
+            )  # fmt: skip
 
         with self.progress_bar(total=num_inference_steps) as bar:
             x = sample(denoise, x, sigmas.to(self.device), sampler, on_step=bar.update, generator=generator)
 
         collected: list[np.ndarray] = []
         reference = self._pixels(image, self.image_size) if self.refiner is not None else None
-        self.decode(x, decode_chunk_size, frame_sink or collected.append, reference)
+        sink = frame_sink or collected.append
+        decoded = [0]
+
+        def counted_sink(frames: np.ndarray) -> None:
+            sink(frames)
+            decoded[0] += len(frames)
+            report("decode", decoded[0], num_frames)
+
+        self.decode(x, decode_chunk_size, counted_sink, reference)
         frames = np.concatenate(collected) if collected else None
         self.maybe_free_model_hooks()
         return DiceTalkPipelineOutput(frames=frames, fps=fps, num_frames=num_frames)

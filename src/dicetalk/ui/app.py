@@ -63,7 +63,7 @@ def build_app(weights: Path | None = None, device: str = "auto", output_dir: Pat
         )
         progress(0.0, desc="preparing")
         try:
-            generate(opts, progress=lambda f: progress(f, desc="rendering"), pipeline=cache.get())
+            generate(opts, progress=lambda fraction, desc: progress(fraction, desc=desc), pipeline=cache.get())
         except DiceTalkError as exc:
             raise gr.Error(str(exc)) from None
         return str(out)
