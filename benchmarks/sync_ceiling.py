@@ -43,7 +43,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     judge = load_judges().sync.eval()
     pipe = load_pipeline(args.weights)
-    vae, size = pipe.vae.float().eval(), pipe.image_size
+    vae, size = pipe.vae.float().eval(), pipe.native_size
     scratch = Path(tempfile.mkdtemp())
     opts = RenderOptions(dataset=args.dataset, out=str(scratch / "unused"), emotions=tuple(args.emotions.split(",")), max_frames=args.max_frames)
     _, clips, _ = _clips_to_render(opts)

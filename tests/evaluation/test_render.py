@@ -32,7 +32,7 @@ def pipe():
 @pytest.mark.parametrize("mode", ["label", "reference", "other-identity"])
 def test_render_writes_videos_with_sidecars(two_clip_world, pipe, tmp_path, mode):
     tiny_world = two_clip_world
-    opts = RenderOptions(str(tiny_world), str(tmp_path), split=None, emotions=("happy", "sad"), mode=mode, steps=1, max_frames=12)
+    opts = RenderOptions(str(tiny_world), str(tmp_path), split=None, emotions=("happy", "sad"), mode=mode, recipe="steps=1", max_frames=12)
     videos = render_evaluation_set(opts, pipe=pipe, progress=False)
     assert len(videos) >= 2
     for v in videos:
@@ -61,7 +61,7 @@ def test_autoencoder_round_trip_writes_the_clips_through_the_vae(two_clip_world,
         assert side["mode"] == "autoencoder" and side["emotion"] == "happy"
         out = read_video(v)
         source = read_video(two_clip_world / f"{side['source']}.mp4", max_frames=12)
-        assert out.frames.shape == (12, pipe.image_size, pipe.image_size, 3)
+        assert out.frames.shape == (12, pipe.native_size, pipe.native_size, 3)
         assert out.audio is not None and abs(len(out.audio) - 12 / source.fps * 16000) < 1600
         # The random VAE does not reproduce the face: the frames are its decoding, not a copy.
         assert np.abs(out.frames.astype(float).mean() - source.frames.astype(float).mean()) > 1
@@ -82,7 +82,7 @@ def test_neutral_reference_frame_animates_the_persons_neutral_frame(tiny_world, 
             seen.append(np.asarray(image))
             return pipe(image, *args, **kwargs)
 
-    opts = RenderOptions(str(tiny_world), str(tmp_path), split="train", emotions=("happy",), reference_frame="neutral", steps=1, max_frames=8)
+    opts = RenderOptions(str(tiny_world), str(tmp_path), split="train", emotions=("happy",), reference_frame="neutral", recipe="steps=1", max_frames=8)
     videos = render_evaluation_set(opts, pipe=Spy(), progress=False)
     assert videos and len(seen) == len(videos)
     for video, image in zip(videos, seen):
@@ -97,7 +97,7 @@ def test_neutral_reference_frame_animates_the_persons_neutral_frame(tiny_world, 
 
 
 def test_rendered_set_is_scored_by_evaluate(tiny_world, pipe, tmp_path, capsys):
-    render_evaluation_set(RenderOptions(str(tiny_world), str(tmp_path / "gen"), split="train", emotions=("happy",), steps=1, max_frames=12), pipe=pipe, progress=False)
+    render_evaluation_set(RenderOptions(str(tiny_world), str(tmp_path / "gen"), split="train", emotions=("happy",), recipe="steps=1", max_frames=12), pipe=pipe, progress=False)
     assert main(["evaluate", str(tmp_path / "gen"), "--reference", str(tiny_world), "--json", str(tmp_path / "r.json")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["num_videos"] >= 1 and report["fsim"] is not None and report["sync_c"] is not None

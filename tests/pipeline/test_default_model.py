@@ -17,7 +17,7 @@ def test_default_model_is_small_and_loads_without_weights():
     pipe = load_pipeline()
     assert pipe.unet.dtype == torch.float32  # stored in float16, computed in float32 on CPU
     assert set(pipe.priors.emotions) == set(EMOTIONS)
-    assert pipe.config.default_steps <= 12  # the recipe that keeps a 5 s clip under a minute on CPU
+    assert pipe.recipe.steps <= 12  # the recipe that keeps a 5 s clip under a minute on CPU
     assert pipe.refiner is not None and pipe.refiner.dtype == torch.float32  # the portrait restores what the small VAE loses
 
 

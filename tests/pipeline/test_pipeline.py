@@ -27,14 +27,14 @@ def _inputs(pipe, frames=12):
     return image, audio, priors
 
 
-def _run(pipe, seed, frames=12, **kw):
+def _run(pipe, seed, frames=12, recipe=None, **kw):
     image, audio, priors = _inputs(pipe, frames)
-    return pipe(image, audio, priors, num_inference_steps=2, generator=torch.Generator().manual_seed(seed), **kw).frames
+    return pipe(image, audio, priors, recipe, num_inference_steps=2, generator=torch.Generator().manual_seed(seed), **kw).frames
 
 
 def test_same_seed_same_frames_and_different_seed_differs(pipe):
     a, b, c = _run(pipe, 1), _run(pipe, 1), _run(pipe, 2)
-    assert a.shape == (12, pipe.image_size, pipe.image_size, 3) and a.dtype == np.uint8
+    assert a.shape == (12, pipe.native_size, pipe.native_size, 3) and a.dtype == np.uint8
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
 
@@ -47,14 +47,14 @@ def test_windows_batched_give_the_same_video(pipe):
 
 def test_guidance_branches_matter(pipe):
     base = _run(pipe, 4)
-    assert not np.array_equal(base, _run(pipe, 4, audio_emotion_scale=0.0))
-    assert not np.array_equal(base, _run(pipe, 4, identity_scale=0.0))
+    assert not np.array_equal(base, _run(pipe, 4, recipe=pipe.recipe.replace(emotion_scale=0.0)))
+    assert not np.array_equal(base, _run(pipe, 4, recipe=pipe.recipe.replace(identity_scale=0.0)))
 
 
 def test_frame_sink_streams_every_frame(pipe):
     chunks = []
     image, audio, priors = _inputs(pipe, 10)
-    out = pipe(image, audio, priors, num_inference_steps=1, decode_chunk_size=3, frame_sink=chunks.append)
+    out = pipe(image, audio, priors, pipe.recipe.replace(decode_chunk=3), num_inference_steps=1, frame_sink=chunks.append)
     assert out.frames is None
     assert [len(c) for c in chunks] == [3, 3, 3, 1]
 

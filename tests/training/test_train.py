@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from dicetalk.pipeline.recipe import SamplingRecipe
+
 from dicetalk.cli.main import main
 from dicetalk.data.cache import build_frame_cache
 from dicetalk.data.index import scan
@@ -160,19 +162,15 @@ def test_cli_dry_run_and_training_writes_a_loadable_model(stages, tmp_path, caps
     out = pipe(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), rng.standard_normal(8000).astype(np.float32) * 0.1,
                pipe.priors.prior("happy")[None].expand(6, -1), num_inference_steps=1)
     assert out.frames.shape == (6, 32, 32, 3)
-    recipe = ["--steps", "7", "--sampler", "dpmpp-2m", "--guidance-fraction", "0.5", "--identity-scale", "1", "--emotion-scale", "4.5",
-              "--guidance-interval", "0.2", "5", "--overlap", "0"]  # fmt: skip
-    assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "exported"), *recipe]) == 0
-    exported = load_pipeline(tmp_path / "exported").config
-    assert (exported.default_steps, exported.default_sampler, exported.default_guidance_fraction) == (7, "dpmpp-2m", 0.5)
-    assert (exported.default_identity_scale, exported.default_emotion_scale) == (1.0, 4.5)
-    assert list(exported.default_guidance_interval) == [0.2, 5.0] and exported.default_overlap == 0
-    assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "bad"), "--identity-scale", "-1"]) != 0
-    assert "identity scale" in capsys.readouterr().err and not (tmp_path / "bad").exists()
-    assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "bad"), "--sampler", "ddim"]) != 0
-    assert "unknown sampler" in capsys.readouterr().err and not (tmp_path / "bad").exists()
-    assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "bad"), "--guidance-interval", "5", "0.2"]) != 0
-    assert "guidance interval" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    recipe = "steps=7,sampler=dpmpp-2m,guidance_fraction=0.5,identity_scale=1,emotion_scale=4.5,guidance_interval=0.2:5,overlap=0"
+    assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "exported"), "--recipe", recipe]) == 0
+    exported = load_pipeline(tmp_path / "exported")
+    assert exported.recipe == SamplingRecipe(steps=7, sampler="dpmpp-2m", guidance_fraction=0.5, identity_scale=1.0, emotion_scale=4.5,
+                                             guidance_interval=(0.2, 5.0), overlap=0)  # fmt: skip
+    assert type(exported.scheduler).__name__ == "EDMDPMSolver2MScheduler"  # the folder names its sampler
+    for bad, message in (("identity_scale=-1", "identity scale"), ("sampler=ddim", "unknown sampler"), ("guidance_interval=5:0.2", "lo <= hi")):
+        assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "bad"), "--recipe", bad]) != 0
+        assert message in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_init_weights_load_into_the_configured_architecture(tmp_path):
@@ -216,8 +214,8 @@ def test_guidance_distillation_trains_one_pass_towards_the_teachers_guided_estim
     assert main(["export", str(tmp_path / "student"), "--out", str(tmp_path / "distilled")]) == 0
     from dicetalk.pipeline.loading import load_pipeline
 
-    distilled = load_pipeline(tmp_path / "distilled").config
-    assert (distilled.default_guidance_fraction, distilled.default_identity_scale) == (0.0, 2.0)  # one pass per step
+    distilled = load_pipeline(tmp_path / "distilled").recipe
+    assert (distilled.guidance_fraction, distilled.identity_scale, distilled.emotion_scale) == (0.0, 2.0, 6.0)  # one pass per step
 
     # The loss pulls the single fully conditioned pass to the guided estimate: fitted on one batch,
     # the distance falls far below where the student (a copy of the teacher) starts.
@@ -241,7 +239,7 @@ def test_guidance_distillation_trains_one_pass_towards_the_teachers_guided_estim
 
 def test_decoder_finetune_keeps_the_encoder_and_resumes_exactly(stages, tmp_path, capsys, monkeypatch):
     import dicetalk.training.backbone as backbone
-    from dicetalk.data.features import pixels
+    from dicetalk.utils.pixels import to_pixels as pixels
     from dicetalk.training.assemble import same_encoder
     from dicetalk.training.backbone import load_vae
 
@@ -294,7 +292,7 @@ def test_decoder_finetune_keeps_the_encoder_and_resumes_exactly(stages, tmp_path
 
 def test_refiner_learns_from_the_portrait_resumes_exactly_and_exports(stages, tmp_path, capsys, monkeypatch):
     import dicetalk.training.backbone as backbone
-    from dicetalk.data.features import pixels
+    from dicetalk.utils.pixels import to_pixels as pixels
     from dicetalk.pipeline.loading import load_pipeline
     from dicetalk.training.backbone import load_refiner, load_vae
 

@@ -23,12 +23,19 @@ def generate(
     ),
     weights: Path | None = typer.Option(None, help="Weights folder (project layout or convert-official output); default: the embedded model."),
     crop: bool = typer.Option(True, "--crop/--no-crop", help="Detect the face and crop a square around it."),
-    size: int | None = typer.Option(None, help="Output resolution in pixels (default: the model's)."),
-    steps: int | None = typer.Option(None, help="Denoising steps (default: the model's recipe; 25 for the release)."),
-    sampler: str | None = typer.Option(None, help="euler, euler-churn, heun or dpmpp-2m (default: the model's recipe)."),
-    identity_scale: float | None = typer.Option(None, help="Guidance scale of the reference image (default: the model's recipe; 3 for the release)."),
-    emotion_scale: float | None = typer.Option(None, help="Guidance scale of audio + emotion (default: the model's recipe; 4 for the default model)."),
-    fps: float = typer.Option(25.0, help="Frames per second of the output."),
+    size: int | None = typer.Option(None, help="Resize the output so its short side has this many pixels (default: as generated; the generation size is the recipe's `size`)."),
+    recipe: str | None = typer.Option(
+        None,
+        help="Sampling recipe: a name (`release`, the authors' recipe; `model`, the model's own) and/or field=value pairs, comma-separated, "
+        "on the model's own recipe, e.g. 'steps=12,overlap=4' or 'release,steps=10'. Fields: steps, sampler, identity_scale, emotion_scale, "
+        "audio_scale, guidance_fraction, guidance_interval (lo:hi), windows (blend/circular), overlap, shift, noise_aug, fps, interpolation, "
+        "time_ids (a:b:c), init_from_reference, size, decode_chunk.",
+    ),
+    steps: int | None = typer.Option(None, help="Shorthand for the recipe's steps (the model's: 8 for the default model, 25 for the release)."),
+    sampler: str | None = typer.Option(None, help="Shorthand for the recipe's sampler: euler, euler-churn, heun or dpmpp-2m."),
+    identity_scale: float | None = typer.Option(None, help="Shorthand for the recipe's identity_scale (guidance of the reference image)."),
+    emotion_scale: float | None = typer.Option(None, help="Shorthand for the recipe's emotion_scale (guidance of audio + emotion)."),
+    fps: float | None = typer.Option(None, help="Shorthand for the recipe's fps (frames per second of the output)."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same video."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
     max_seconds: float = typer.Option(600.0, help="Refuse audio longer than this."),
@@ -37,10 +44,9 @@ def generate(
     """Render a talking-head video of IMAGE speaking AUDIO with an emotion."""
     from ..pipeline.generate import GenerateOptions, generate as run
 
-    if size is not None and not 16 <= size <= 2048:
-        from ..errors import InputError
-
-        raise InputError(f"size must be 16..2048 pixels, got {size}")
+    if weights is None:
+        typer.echo("note: the embedded default model was trained on synthetic cartoon faces only; a photo comes out "
+                   "cartoon-like (real faces: --weights with the authors' release, see `dicetalk download`)", err=True)  # fmt: skip
     opts = GenerateOptions(
         image=image,
         audio=audio,
@@ -49,6 +55,7 @@ def generate(
         weights=weights,
         crop=crop,
         size=size,
+        recipe=recipe,
         steps=steps,
         sampler=sampler,
         identity_scale=identity_scale,

@@ -19,11 +19,8 @@ def render_eval(
     reference_frame: str = typer.Option("clip", help="clip (the clip's own first frame) or neutral (the person's neutral clip: the emotion must come from the condition)."),
     levels: str = typer.Option("3", help="Comma-separated intensity levels (neutral is always level 1)."),
     per_group: int = typer.Option(1, help="Clips per identity, emotion and level."),
-    steps: int | None = typer.Option(None),
-    sampler: str | None = typer.Option(None),
-    guidance_fraction: float | None = typer.Option(None),
-    identity_scale: float | None = typer.Option(None, help="Default: the model's recipe."),
-    emotion_scale: float | None = typer.Option(None, help="Default: the model's recipe."),
+    recipe: str | None = typer.Option(None, help="Sampling recipe as `generate --recipe` takes it (default: the model's own)."),
+    max_frames: int = typer.Option(125, help="Frames per clip, from its start."),
     seed: int = typer.Option(0),
     threads: int | None = typer.Option(None),
 ) -> None:
@@ -36,8 +33,7 @@ def render_eval(
         torch.set_num_threads(threads)
     opts = RenderOptions(
         dataset=str(dataset), out=str(out), weights=str(weights) if weights else None, split=split, mode=mode, reference_frame=reference_frame,
-        levels=tuple(int(x) for x in levels.split(",")), per_group=per_group, steps=steps, sampler=sampler,
-        guidance_fraction=guidance_fraction, identity_scale=identity_scale, emotion_scale=emotion_scale, seed=seed,
+        levels=tuple(int(x) for x in levels.split(",")), per_group=per_group, recipe=recipe, max_frames=max_frames, seed=seed,
     )  # fmt: skip
     videos = render_evaluation_set(opts)
     typer.echo(f"wrote {len(videos)} videos to {out}")

@@ -196,7 +196,7 @@ def train(
     from ..configs import get_config
     from ..training.assemble import assemble_pipeline, load_backbone, load_embedder, prepare_features, save_pipeline
     from ..errors import InputError
-    from ..pipeline.generate import check_guidance_scale
+    from ..pipeline.recipe import SamplingRecipe
     from ..training.diffusion import DiffusionOptions, train_diffusion
 
     _threads(threads)
@@ -206,8 +206,7 @@ def train(
     if distill_from is not None:
         if init is not None:
             raise InputError("--distill-from starts the student from the teacher; leave --init out")
-        check_guidance_scale("identity", distill_identity_scale)
-        check_guidance_scale("emotion", distill_emotion_scale)
+        SamplingRecipe(identity_scale=distill_identity_scale, emotion_scale=distill_emotion_scale).validated()  # scales in range
         distill = dict(distill_from=str(distill_from), distill_identity_scale=distill_identity_scale,
                        distill_emotion_scale=distill_emotion_scale, trainable=("unet",))  # fmt: skip
     opts = DiffusionOptions(
@@ -235,16 +234,18 @@ def train(
     typer.echo(f"wrote {save_pipeline(pipe, Path(out) / 'model', dtype)}")
 
 
-def _store_recipe(pipe, opts, **recipe) -> None:
-    """Store a sampling recipe with the model (model_index.json); unset values keep the pipeline's defaults.
+def _store_recipe(pipe, opts, spec: str | None = None) -> None:
+    """Store a sampling recipe with the model (``model_index.json``): ``spec`` on top of its current one.
 
-    A distilled UNet gives its teacher's guided estimate in one pass: unless told otherwise it
-    samples with no guided step, and its scales are the teacher's.
+    A distilled UNet gives its teacher's guided estimate in one pass: it samples with no guided step,
+    at its teacher's scales, unless ``spec`` says otherwise.
     """
+    from ..pipeline.recipe import parse_recipe
+
+    base = pipe.recipe
     if opts.distill_from:
-        defaults = {"guidance_fraction": 0.0, "identity_scale": opts.distill_identity_scale, "emotion_scale": opts.distill_emotion_scale}
-        recipe = {**defaults, **{k: v for k, v in recipe.items() if v is not None}}
-    pipe.register_to_config(**{f"default_{k}": v for k, v in recipe.items() if v is not None})
+        base = base.replace(guidance_fraction=0.0, identity_scale=opts.distill_identity_scale, emotion_scale=opts.distill_emotion_scale)
+    pipe.set_recipe(parse_recipe(spec, base))
 
 
 @app.command()
@@ -252,15 +253,10 @@ def export(
     run: Path = typer.Argument(..., help="A `dicetalk train` output folder (its newest checkpoint is exported)."),
     out: Path = typer.Option(..., "--out", "-o", help="Weights folder to write."),
     dtype: str = typer.Option("float16", help="float32, float16 or bfloat16."),
-    steps: int | None = typer.Option(None, help="Default sampling steps stored with the model (its recipe)."),
-    sampler: str | None = typer.Option(None, help="Default sampler stored with the model: euler, euler-churn, heun or dpmpp-2m."),
-    guidance_fraction: float | None = typer.Option(None, help="Default share of steps that run all guidance branches."),
-    guidance_interval: tuple[float, float] | None = typer.Option(
-        None, metavar="LO HI", help="Default noise levels (sigma) whose steps run the guidance branches; the others run one."
-    ),
-    identity_scale: float | None = typer.Option(None, help="Default guidance scale of the reference image stored with the model."),
-    emotion_scale: float | None = typer.Option(None, help="Default guidance scale of audio + emotion stored with the model."),
-    overlap: int | None = typer.Option(None, help="Default frames shared by neighbouring sampling windows (unset: a quarter window)."),
+    recipe: str | None = typer.Option(
+        None, help="The sampling recipe stored with the model, as `generate --recipe` takes it (fields on the defaults), e.g. "
+        "'steps=8,sampler=euler-churn,guidance_interval=0.05:5,overlap=0,identity_scale=1,emotion_scale=4'.",
+    ),  # fmt: skip
     vae: Path | None = typer.Option(None, help="A VAE with a fine-tuned decoder (`pretrain --decoder-of`) to ship instead of the backbone's."),
     refiner: Path | None = typer.Option(None, help="A reference refiner (`pretrain --parts refiner`) to ship: decoded frames corrected from the portrait."),
 ) -> None:
@@ -270,27 +266,14 @@ def export(
     import torch
 
     from ..errors import InputError
+    from ..pipeline.recipe import SamplingRecipe, parse_recipe
     from ..training.assemble import assemble_pipeline, save_pipeline
     from ..training.common import Run, load_weights
     from ..training.diffusion import NEW_PATHS, DiffusionOptions, build_trainable
 
-    from ..pipeline.generate import check_guidance_scale
-    from ..pipeline.sampling import SAMPLERS
-
     if dtype not in ("float32", "float16", "bfloat16"):
         raise InputError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
-    if steps is not None and not 1 <= steps <= 1000:
-        raise InputError(f"steps must be 1..1000, got {steps}")
-    if sampler is not None and sampler not in SAMPLERS:
-        raise InputError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
-    if guidance_fraction is not None and not 0.0 <= guidance_fraction <= 1.0:
-        raise InputError(f"guidance fraction must be in [0, 1], got {guidance_fraction:g}")
-    check_guidance_scale("identity", identity_scale)
-    check_guidance_scale("emotion", emotion_scale)
-    if guidance_interval is not None and not 0.0 <= guidance_interval[0] <= guidance_interval[1]:
-        raise InputError(f"the guidance interval needs 0 <= LO <= HI, got {guidance_interval[0]:g} {guidance_interval[1]:g}")
-    if overlap is not None and overlap < 0:
-        raise InputError(f"overlap must be 0 or more frames, got {overlap}")
+    parse_recipe(recipe, SamplingRecipe())  # a malformed recipe fails before the weights are read
     options = run / "run" / "options.json"
     if not options.is_file():
         raise InputError(f"{run} is not a training output folder (no run/options.json)")
@@ -304,9 +287,6 @@ def export(
         load_weights(module, checkpoint / name, new_paths=NEW_PATHS)
     step = json.loads((checkpoint / "state.json").read_text())["step"]
     pipe = assemble_pipeline(opts.backbone, opts.embedder, parts, vae_dir=vae, refiner_dir=refiner)
-    _store_recipe(
-        pipe, opts, steps=steps, sampler=sampler, guidance_fraction=guidance_fraction, identity_scale=identity_scale, emotion_scale=emotion_scale,
-        guidance_interval=None if guidance_interval is None else list(guidance_interval), overlap=overlap,
-    )  # fmt: skip
+    _store_recipe(pipe, opts, recipe)
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     typer.echo(f"wrote {save_pipeline(pipe, out, torch_dtype)} (step {step})")

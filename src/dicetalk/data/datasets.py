@@ -14,7 +14,8 @@ import torch
 
 from ..models.audio_encoder import frame_windows
 from .cache import FrameCache
-from .features import clip_audio_features, clip_hidden, pixels
+from ..utils.pixels import to_pixels
+from .features import clip_audio_features, clip_hidden
 
 
 def face_mask(boxes: np.ndarray, size: int, expand: float = 1.25) -> np.ndarray:
@@ -127,8 +128,8 @@ class WindowDataset(torch.utils.data.Dataset):
             "face_boxes": torch.from_numpy(np.array(cache.face_box[window], np.float32)),  # per frame, fractions of the frame
         }
         if self.with_pixels:
-            item["frames"] = pixels(cache.frames[window])
-            item["reference"] = pixels(cache.frames[r0 : r0 + 1])[0]
+            item["frames"] = to_pixels(cache.frames[window])
+            item["reference"] = to_pixels(cache.frames[r0 : r0 + 1])[0]
         if self.features is not None:
             feats = self.features
             item["latents"] = torch.from_numpy(np.array(feats.latents[window], np.float32))

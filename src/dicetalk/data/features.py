@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..models.audio_encoder import encode_audio, feature_length, frame_features
 from ..utils.atomic import atomic_path
+from ..utils.pixels import to_pixels
 from .cache import FrameCache
 
 
@@ -35,11 +36,6 @@ def _cached(cache: FrameCache, kind: str, module: torch.nn.Module, build) -> np.
         with atomic_path(path) as tmp:
             np.save(tmp, array)
     return np.load(path, mmap_mode="r", allow_pickle=False)
-
-
-def pixels(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 @torch.no_grad()
@@ -65,7 +61,7 @@ def vae_latents(cache: FrameCache, vae, batch: int = 64, progress: bool = True) 
     def build():
         out = []
         for s in tqdm(range(0, len(cache.frames), batch), desc="latents", disable=not progress, unit="batch"):
-            x = pixels(cache.frames[s : s + batch]).to(vae.device, vae.dtype)
+            x = to_pixels(cache.frames[s : s + batch]).to(vae.device, vae.dtype)
             z = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
             out.append(z.float().cpu().numpy().astype(np.float16))
         return np.concatenate(out)
@@ -75,12 +71,12 @@ def vae_latents(cache: FrameCache, vae, batch: int = 64, progress: bool = True) 
 
 @torch.no_grad()
 def image_embeddings(cache: FrameCache, encode_image, module, batch: int = 128, progress: bool = True) -> np.ndarray:
-    """Image-encoder embeddings of every frame: (N, D) float16 (``encode_image``: pixels -> (B, D))."""
+    """Image-encoder embeddings of every frame: (N, D) float16 (``encode_image``: uint8 (B, H, W, 3) frames -> (B, D))."""
 
     def build():
         out = []
         for s in tqdm(range(0, len(cache.frames), batch), desc="image embeddings", disable=not progress, unit="batch"):
-            out.append(encode_image(pixels(cache.frames[s : s + batch])).float().cpu().numpy().astype(np.float16))
+            out.append(encode_image(np.asarray(cache.frames[s : s + batch])).float().cpu().numpy().astype(np.float16))
         return np.concatenate(out)
 
     return _cached(cache, "image", module, build)

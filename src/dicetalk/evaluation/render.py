@@ -31,7 +31,9 @@ from tqdm.auto import tqdm
 from ..data.index import ClipRecord, scan
 from ..errors import InputError
 from ..utils.atomic import write_json
+from ..pipeline.recipe import parse_recipe
 from ..utils.media import VideoWriter, read_video
+from ..utils.pixels import resize, to_pixels, to_uint8
 
 MODES = ("label", "reference", "other-identity")
 REFERENCE_FRAMES = ("clip", "neutral")
@@ -48,14 +50,7 @@ class RenderOptions:
     per_group: int = 1  # clips per (identity, emotion, level)
     mode: str = "label"
     reference_frame: str = "clip"
-    steps: int | None = None
-    sampler: str | None = None
-    guidance_fraction: float | None = None
-    guidance_interval: tuple[float, float] | None = None  # noise levels that run the guidance; None: the model's recipe
-    identity_scale: float | None = None  # None: the model's recipe
-    emotion_scale: float | None = None
-    audio_scale: float | None = None  # None: the model's recipe (the emotion scale, unless it sets its own)
-    overlap: int | None = None  # frames shared by neighbouring sampling windows (None: the model's recipe, else a quarter window)
+    recipe: str | None = None  # sampling recipe spec on the model's own (pipeline/recipe.py); None: the model's
     seed: int = 0
     max_frames: int = 125
 
@@ -120,6 +115,7 @@ def render_evaluation_set(opts: RenderOptions, pipe=None, progress: bool = True)
         raise InputError(f"unknown reference frame {opts.reference_frame!r}; expected one of {', '.join(REFERENCE_FRAMES)}")
     pipe = pipe or load_pipeline(opts.weights)
     pipe.set_progress_bar_config(disable=True)
+    recipe = parse_recipe(opts.recipe, pipe.recipe)
     records, clips, out = _clips_to_render(opts)
     written = []
     for i, record in enumerate(tqdm(clips, desc=f"render {opts.mode}", disable=not progress, unit="clip")):
@@ -139,15 +135,11 @@ def render_evaluation_set(opts: RenderOptions, pipe=None, progress: bool = True)
             ref = _emotion_reference(record, records, opts.mode)
             prior = pipe.embed_reference_video(ref.video)
             sidecar["emotion_reference"] = ref.rel
-        priors = prior.reshape(1, -1).float().cpu().expand(n, -1)
+        clip_recipe = recipe.replace(fps=clip.fps)
+        priors = prior.reshape(1, -1).float().cpu().expand(clip_recipe.generated_frames(len(audio)), -1)
         generator = torch.Generator().manual_seed(opts.seed + i)
         with VideoWriter(video, clip.fps, audio=audio) as writer:
-            pipe(
-                first, audio, priors, fps=clip.fps, num_inference_steps=opts.steps, sampler=opts.sampler,
-                guidance_fraction=opts.guidance_fraction, identity_scale=opts.identity_scale,
-                audio_emotion_scale=opts.emotion_scale, audio_scale=opts.audio_scale, guidance_interval=opts.guidance_interval,
-                overlap=opts.overlap, generator=generator, frame_sink=writer.write,
-            )  # fmt: skip
+            pipe(first, audio, priors, recipe=clip_recipe, generator=generator, frame_sink=writer.write)
             writer.finish()
         write_json(video.with_suffix(".json"), sidecar)
         written.append(video)
@@ -165,18 +157,19 @@ def render_autoencoder_set(opts: RenderOptions, pipe=None, progress: bool = True
 
     pipe = pipe or load_pipeline(opts.weights)
     records, clips, out = _clips_to_render(opts)
-    size, vae = pipe.image_size, pipe.vae
+    size, vae = pipe.native_size, pipe.vae
     written = []
     for record in tqdm(clips, desc="render autoencoder", disable=not progress, unit="clip"):
         video = out / (record.rel.replace("/", "__") + ".mp4")
         if not (video.is_file() and video.with_suffix(".json").is_file()):
             clip = read_video(record.video, max_frames=opts.max_frames)
-            pixels = torch.cat([pipe._pixels(frame, size) for frame in clip.frames]).to(vae.dtype)
+            pixels = to_pixels(np.stack([resize(frame, size, size) for frame in clip.frames])).to(pipe.device, vae.dtype)
             latents = vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
             audio = clip.audio[: int(round(len(clip.frames) / clip.fps * 16000))]
             first, reference_frame = _portrait(record, records, opts, clip.frames[0])
+            reference = to_pixels(resize(first, size, size)).to(pipe.device)
             with VideoWriter(video, clip.fps, audio=audio) as writer:
-                pipe.decode(latents, chunk=pipe.window, sink=writer.write, reference=pipe._pixels(first, size))
+                pipe.decode(latents, chunk=pipe.window, sink=lambda px: writer.write(to_uint8(px).cpu().numpy()), reference=reference)
                 writer.finish()
             sidecar = {"source": record.rel, "emotion": record.emotion, "level": record.level, "mode": "autoencoder", "reference_frame": reference_frame}
             write_json(video.with_suffix(".json"), sidecar)
@@ -206,8 +199,7 @@ def embed_clips(dataset: str, pipe, split: str = "test", modalities: str = "both
         n = len(clip.frames)
         expression = audio = None
         if modalities in ("both", "video"):
-            frames = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float() / 127.5 - 1
-            expression = enc(frames)[None]
+            expression = enc(to_pixels(clip.frames))[None]
         if modalities in ("both", "audio"):
             hidden = encode_audio(pipe.audio_encoder, pipe.audio_feature_extractor, clip.audio, n, clip.fps)
             audio = frame_features(hidden, n, clip.fps)[None]

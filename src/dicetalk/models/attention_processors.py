@@ -12,6 +12,12 @@ The stream tokens are per frame, ``(B, F, T, D)``. diffusers' UNet forward repea
 through an explicit :class:`ConditionContext` that :class:`~dicetalk.models.unet.DiceTalkUNet`
 fills on each call. Spatial blocks attend to their own frame's tokens; temporal blocks attend
 to the tokens averaged over the window (the global audio perception of the Sonic backbone).
+
+Face-masked conditioning (``masked=True``, spatial blocks only, as the released model runs): each
+stream's attention output is multiplied by the face mask resized to the block's grid, so speech and
+emotion act on the face region and leave the background to the image condition. The mask is resized
+by diffusers' ``IPAdapterMaskProcessor.downsample`` (bicubic to the block's grid), once per grid size
+and call.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class ConditionContext:
     num_frames: int = 0
     mask_features: torch.Tensor | None = None  # (B, F, C0, h, w), added after conv_in
     mid_features: torch.Tensor | None = None  # (B*F, C_mid, h', w'), captured for the discriminator
+    face_mask: torch.Tensor | None = None  # (1 or B, 1, H, W) in [0, 1], gates the streams of masked processors
+    grid_masks: dict = field(default_factory=dict)  # face mask resized per number of queries, for this call
 
     def __deepcopy__(self, memo) -> "ConditionContext":
         # Per-call inputs are not part of a model: a copied model starts with an empty context.
@@ -43,6 +51,20 @@ class ConditionContext:
         self.streams = [None] * len(STREAMS)
         self.mask_features = None
         self.mid_features = None
+        self.face_mask = None
+        self.grid_masks = {}
+
+    def mask_for(self, queries: int, frames: int, dtype: torch.dtype) -> torch.Tensor:
+        """The face mask on a grid of ``queries`` positions, ``(1 or B*F, queries, 1)``."""
+        key = (queries, dtype)
+        if key not in self.grid_masks:
+            from diffusers.image_processor import IPAdapterMaskProcessor
+
+            mask = self.face_mask.float()
+            rows = [IPAdapterMaskProcessor.downsample(m[:, 0], 1, queries, 1) for m in mask.split(1)]
+            grid = torch.cat(rows).to(dtype)  # (1 or B, queries, 1)
+            self.grid_masks[key] = grid if grid.shape[0] == 1 else grid.repeat_interleave(frames, dim=0)
+        return self.grid_masks[key]
 
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
@@ -62,12 +84,14 @@ class AudioEmotionAttnProcessor(nn.Module):
         scales: tuple[float, ...] = (1.0, 1.0),
         temporal: bool = False,
         context: ConditionContext | None = None,
+        masked: bool = False,
     ):
         super().__init__()
         self.to_k_ip = nn.ModuleList(nn.Linear(cross_attention_dim, hidden_size, bias=False) for _ in scales)
         self.to_v_ip = nn.ModuleList(nn.Linear(cross_attention_dim, hidden_size, bias=False) for _ in scales)
         self.scales = list(scales)
         self.temporal = temporal
+        self.masked = masked and not temporal
         self.context = context if context is not None else ConditionContext()
 
     def __call__(
@@ -90,6 +114,7 @@ class AudioEmotionAttnProcessor(nn.Module):
             out = _attend(query, attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states), attn.heads)
 
         ctx = self.context
+        gate = ctx.mask_for(length, ctx.num_frames, out.dtype) if self.masked and ctx.face_mask is not None else None
         for i, tokens in enumerate(ctx.streams):
             if tokens is None or self.scales[i] == 0.0:
                 continue
@@ -103,8 +128,8 @@ class AudioEmotionAttnProcessor(nn.Module):
                 q = query
             if q.shape[0] * q.shape[1] != n * length or tokens.shape[0] != q.shape[0]:
                 raise ValueError(f"{STREAMS[i]} tokens {tuple(ctx.streams[i].shape)} do not match the UNet batch")
-            attended = _attend(q, self.to_k_ip[i](tokens), self.to_v_ip[i](tokens), attn.heads)
-            out = out + self.scales[i] * attended.reshape(n, length, -1)
+            attended = _attend(q, self.to_k_ip[i](tokens), self.to_v_ip[i](tokens), attn.heads).reshape(n, length, -1)
+            out = out + self.scales[i] * (attended if gate is None else attended * gate)
 
         out = attn.to_out[1](attn.to_out[0](out))
         return out / attn.rescale_output_factor

@@ -8,6 +8,8 @@ through one :class:`ConditionContext` per model:
 * per-frame audio and emotion tokens, read by the processors;
 * face-mask features, added to the output of ``conv_in`` by a forward hook;
 * the mid-block feature map, captured by a forward hook for the emotion discriminator;
+* optionally (``masked_condition_attention``, the released model's way), the face mask, which gates
+  the audio and emotion attention of every spatial block;
 * optionally (``emotion_time_embedding``, the small ``synthetic`` configuration only), the
   emotion tokens pooled over the window and projected onto the timestep embedding, the way
   SVD conditions on its motion bucket: a global path beside the per-frame cross-attention that
@@ -64,6 +66,7 @@ class DiceTalkUNet(UNetSpatioTemporalConditionModel):
         num_frames: int = 25,
         condition_scales: tuple[float, float] = (1.0, 1.0),
         emotion_time_embedding: bool = False,
+        masked_condition_attention: bool = False,
     ):
         super().__init__(
             sample_size=sample_size,
@@ -90,6 +93,7 @@ class DiceTalkUNet(UNetSpatioTemporalConditionModel):
                     scales=tuple(condition_scales),
                     temporal="temporal_transformer_blocks" in name,
                     context=self._condition,
+                    masked=masked_condition_attention,
                 )
             else:
                 processors[f"{name}.processor"] = AttnProcessor2_0()
@@ -161,13 +165,16 @@ class DiceTalkUNet(UNetSpatioTemporalConditionModel):
         audio_tokens: torch.Tensor | None = None,
         emotion_tokens: torch.Tensor | None = None,
         mask_features: torch.Tensor | None = None,
+        face_mask: torch.Tensor | None = None,
         return_dict: bool = True,
     ) -> DiceTalkUNetOutput | tuple:
         """Denoise ``sample`` (B, F, C, h, w).
 
         ``encoder_hidden_states`` (B, 1, D): CLIP image embedding. ``audio_tokens`` and
         ``emotion_tokens`` (B, F, T, D): per-frame condition tokens (None: stream off).
-        ``mask_features`` (B, F, C0, h, w): face-mask encoder output.
+        ``mask_features`` (B, F, C0, h, w): face-mask encoder output. ``face_mask`` (1 or B, 1, H, W) in
+        [0, 1]: the face region, gating audio and emotion where the configuration asks for it
+        (``masked_condition_attention``); ignored otherwise.
         """
         batch, frames = sample.shape[:2]
         for name, tokens in zip(STREAMS, (audio_tokens, emotion_tokens)):
@@ -178,6 +185,9 @@ class DiceTalkUNet(UNetSpatioTemporalConditionModel):
         ctx.streams = [audio_tokens, emotion_tokens]
         ctx.batch_size, ctx.num_frames = batch, frames
         ctx.mask_features = mask_features
+        if face_mask is not None and face_mask.shape[0] not in (1, batch):
+            raise ValueError(f"face_mask must be (1 or B={batch}, 1, H, W), got {tuple(face_mask.shape)}")
+        ctx.face_mask = face_mask if self.config.masked_condition_attention else None
         try:
             out = super().forward(sample, timestep, encoder_hidden_states, added_time_ids, return_dict=False)[0]
             mid = ctx.mid_features

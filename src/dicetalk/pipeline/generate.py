@@ -7,7 +7,6 @@ speech. The output appears only when complete (atomic rename).
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from ..errors import Cancelled, InputError
 from ..utils.image import crop_portrait, detect_face, face_region_mask, load_image
 from ..utils.media import SPEECH_SAMPLE_RATE, VideoWriter, read_audio
 from .emotion_condition import EmotionSchedule, parse_emotion
+from .recipe import SamplingRecipe, parse_recipe
 
 SILENCE_RMS = 1e-4
 
@@ -35,12 +35,13 @@ class GenerateOptions:
     emotion: str = "neutral"
     weights: Path | None = None  # None: the embedded default model
     crop: bool = True
-    size: int | None = None  # output resolution; None: the model's own
-    steps: int | None = None  # None: the model's own recipe (model_index.json)
+    size: int | None = None  # output frames resized to this short side; None: as generated
+    recipe: str | None = None  # "[NAME][,field=value...]" on the model's own sampling recipe (see pipeline/recipe.py)
+    steps: int | None = None  # shorthands for recipe fields (None: the recipe's)
     sampler: str | None = None
-    identity_scale: float | None = None  # guidance of the reference image; None: the model's recipe
-    emotion_scale: float | None = None  # guidance of audio + emotion; None: the model's recipe
-    fps: float = 25.0
+    identity_scale: float | None = None  # guidance of the reference image
+    emotion_scale: float | None = None  # guidance of audio + emotion
+    fps: float | None = None  # output frames per second
     seed: int = 0
     device: str = "auto"
     max_seconds: float = 600.0
@@ -48,10 +49,10 @@ class GenerateOptions:
     windows_per_batch: int = 1
 
 
-def check_guidance_scale(name: str, scale: float | None) -> None:
-    """A guidance scale must be a finite number in [0, 50] (None: the model's recipe)."""
-    if scale is not None and not 0.0 <= scale <= 50.0:  # also refuses nan
-        raise InputError(f"{name} scale must be in [0, 50], got {scale:g}")
+    def resolve_recipe(self, base: SamplingRecipe) -> SamplingRecipe:
+        """The recipe this job samples with: ``recipe`` on top of ``base``, then the shorthand fields."""
+        shorthand = {"steps": self.steps, "sampler": self.sampler, "identity_scale": self.identity_scale, "emotion_scale": self.emotion_scale, "fps": self.fps}
+        return parse_recipe(self.recipe, base).replace(**{k: v for k, v in shorthand.items() if v is not None})
 
 
 def resolve_device(device: str) -> torch.device:
@@ -89,6 +90,18 @@ def prepare_portrait(path: Path, crop: bool) -> tuple[np.ndarray, np.ndarray | N
     portrait, face_in_crop = crop_portrait(image, face)
     mask = face_region_mask(face_in_crop, portrait.shape[0], portrait.shape[0])
     return portrait, mask
+
+
+def resize_short_side(frames: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (N, H, W, 3) frames resized (bicubic) so that their short side is ``size``."""
+    from PIL import Image
+
+    h, w = frames.shape[1:3]
+    scale = size / min(h, w)
+    height, width = round(h * scale), round(w * scale)
+    if (height, width) == (h, w):
+        return frames
+    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BICUBIC)) for f in frames])
 
 
 def emotion_resolvers(pipe, prior_dim: int):
@@ -138,16 +151,9 @@ def generate(
     report("prepare")
     from .loading import load_pipeline
 
-    if opts.steps is not None and not 1 <= opts.steps <= 1000:
-        raise InputError(f"steps must be 1..1000, got {opts.steps}")
-    from .sampling import SAMPLERS
-
-    if opts.sampler is not None and opts.sampler not in SAMPLERS:
-        raise InputError(f"unknown sampler {opts.sampler!r}; expected one of {', '.join(SAMPLERS)}")
-    check_guidance_scale("identity", opts.identity_scale)
-    check_guidance_scale("emotion", opts.emotion_scale)
-    if not (1.0 <= opts.fps <= 60.0):
-        raise InputError(f"fps must be 1..60, got {opts.fps:g}")
+    opts.resolve_recipe(SamplingRecipe())  # a malformed recipe fails now, before any heavy work
+    if opts.size is not None and not 16 <= opts.size <= 4096:
+        raise InputError(f"size must be 16..4096 pixels, got {opts.size}")
     if opts.output.suffix.lower() != ".mp4":
         raise InputError(f"output {opts.output} must be an .mp4 file")
     if opts.output.exists() and opts.output.is_dir():
@@ -155,41 +161,26 @@ def generate(
     device = resolve_device(opts.device)
     portrait, mask = prepare_portrait(opts.image, opts.crop)
     audio = load_speech(opts.audio, opts.max_seconds)
-    num_frames = max(1, int(round(audio.size / SPEECH_SAMPLE_RATE * opts.fps)))
 
     if pipeline is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
         pipeline = load_pipeline(opts.weights, device=device, dtype=dtype)
     pipe = pipeline
+    recipe = opts.resolve_recipe(pipe.recipe)
+    num_frames = recipe.generated_frames(audio.size, SPEECH_SAMPLE_RATE)
     named, from_file = emotion_resolvers(pipe, pipe.priors.config.prior_dim)
     schedule: EmotionSchedule = parse_emotion(opts.emotion, named, from_file, transition=opts.transition)
-    priors = schedule.per_frame(num_frames, opts.fps)
+    priors = schedule.per_frame(num_frames, recipe.generated_fps)
 
-    size = opts.size or pipe.image_size
     generator = torch.Generator().manual_seed(opts.seed)
-    with VideoWriter(opts.output, opts.fps, audio=audio) as writer:
+    with VideoWriter(opts.output, recipe.fps, audio=audio) as writer:
         def sink(frames: np.ndarray) -> None:
-            if frames.shape[1] != size:
-                from PIL import Image
-
-                frames = np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BICUBIC)) for f in frames])
-            writer.write(frames)
+            writer.write(frames if opts.size is None else resize_short_side(frames, opts.size))
 
         pipe(
-            portrait,
-            audio,
-            priors,
-            fps=opts.fps,
-            num_inference_steps=opts.steps,
-            sampler=opts.sampler,
-            identity_scale=opts.identity_scale,
-            audio_emotion_scale=opts.emotion_scale,
-            face_mask=mask,
-            windows_per_batch=opts.windows_per_batch,
-            generator=generator,
-            frame_sink=sink,
-            progress=report,
-        )
+            portrait, audio, priors, recipe=recipe, face_mask=mask, windows_per_batch=opts.windows_per_batch,
+            generator=generator, frame_sink=sink, progress=report,
+        )  # fmt: skip
         report("write")
         writer.finish()
     if progress is not None:

@@ -15,20 +15,11 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default
 """The small model trained in the synthetic world, shipped inside the package."""
 
 
-def default_scheduler():
-    from diffusers import EulerDiscreteScheduler
+def default_scheduler(sampler: str = "euler"):
+    """The scheduler of ``sampler`` on Stable Video Diffusion's noise range (Karras levels, 0.002 to 700)."""
+    from .schedulers import scheduler_for
 
-    # Stable Video Diffusion's sampling schedule: Karras noise levels, v-prediction, continuous time.
-    return EulerDiscreteScheduler(
-        num_train_timesteps=1000,
-        prediction_type="v_prediction",
-        sigma_min=0.002,
-        sigma_max=700.0,
-        use_karras_sigmas=True,
-        timestep_type="continuous",
-        interpolation_type="linear",
-        steps_offset=1,
-    )
+    return scheduler_for(sampler)
 
 
 PIPELINE_COMPONENTS = {
@@ -41,7 +32,7 @@ PIPELINE_COMPONENTS = {
     "mask_encoder": ["dicetalk.models.mask_encoder", "FaceMaskEncoder"],
     "emotion_bank": ["dicetalk.models.emotion_bank", "EmotionBank"],
     "priors": ["dicetalk.models.emotion_priors", "EmotionPriors"],
-    "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+    "scheduler": ["dicetalk.pipeline.schedulers", "EDMEulerScheduler"],  # the class is read from scheduler/
     "emotion_embedder": ["dicetalk.models.emotion_embedder", "DisentangledEmotionEmbedder"],
     "expression_encoder": ["dicetalk.models.expression_encoder", "ExpressionEncoder"],
     "discriminator": ["dicetalk.models.discriminator", "EmotionDiscriminator"],
@@ -50,8 +41,11 @@ PIPELINE_COMPONENTS = {
 OPTIONAL_COMPONENTS = ("emotion_embedder", "expression_encoder", "discriminator", "refiner")
 
 
-def write_model_index(folder: str | os.PathLike) -> bool:
-    """Write ``model_index.json`` for a folder of component subfolders; False if one is missing."""
+def write_model_index(folder: str | os.PathLike, recipe=None) -> bool:
+    """Write ``model_index.json`` for a folder of component subfolders; False if one is missing.
+
+    ``recipe``: the :class:`~.recipe.SamplingRecipe` stored with the model (None: none stored).
+    """
     import json
 
     import diffusers
@@ -62,13 +56,25 @@ def write_model_index(folder: str | os.PathLike) -> bool:
     index: dict = {"_class_name": "DiceTalkPipeline", "_diffusers_version": diffusers.__version__}
     for name, entry in PIPELINE_COMPONENTS.items():
         if (folder / name).is_dir():
-            index[name] = entry
+            index[name] = _scheduler_entry(folder / name) if name == "scheduler" else entry
         elif name in OPTIONAL_COMPONENTS:
             index[name] = [None, None]
         else:
             return False
+    if recipe is not None:
+        index["recipe"] = recipe.to_dict()
     write_json(folder / "model_index.json", json.loads(json.dumps(index)))
     return True
+
+
+def _scheduler_entry(folder: Path) -> list[str]:
+    """``[library, class]`` of the scheduler saved in ``folder`` (ours, or diffusers' for a copied SVD scheduler)."""
+    import json
+
+    from . import schedulers
+
+    name = json.loads((folder / "scheduler_config.json").read_text()).get("_class_name", "")
+    return ["dicetalk.pipeline.schedulers", name] if hasattr(schedulers, name) else ["diffusers", name]
 
 
 def is_release_folder(folder: Path) -> bool:
@@ -149,8 +155,30 @@ def quiet_loading():
             tlog.enable_progress_bar()
 
 
-def build_random_pipeline(config: str = "tiny", seed: int = 0, device: str | torch.device = "cpu"):
-    """A pipeline of freshly initialised components (tests, benchmarks, new training runs)."""
+def _legacy_recipe(folder: Path) -> dict:
+    """``{"recipe": ...}`` for a folder saved before recipes existed (its ``default_*`` keys), else ``{}``."""
+    import json
+
+    from .recipe import RECIPE_KEY, legacy_recipe
+
+    index = json.loads((folder / "model_index.json").read_text())
+    if RECIPE_KEY in index:
+        return {}
+    recipe = legacy_recipe(index)
+    return {} if recipe is None else {RECIPE_KEY: recipe.to_dict()}
+
+
+def build_random_pipeline(config: str = "tiny", seed: int = 0, device: str | torch.device = "cpu", recipe=None):
+    """A pipeline of freshly initialised components (tests, benchmarks, new training runs).
+
+    ``recipe``: its sampling recipe (None: the release's for ``svd-xt``, without frame interpolation; the
+    defaults otherwise).
+    """
+    from .recipe import RELEASE, SamplingRecipe
+
+    if recipe is None:
+        recipe = RELEASE.replace(interpolation=1) if config == "svd-xt" else SamplingRecipe()
+
     from ..models.audio_encoder import whisper_feature_extractor
     from ..models.emotion_priors import EmotionPriors
     from ..models.registry import build_components
@@ -177,6 +205,7 @@ def build_random_pipeline(config: str = "tiny", seed: int = 0, device: str | tor
         expression_encoder=parts.get("expression_encoder"),
         discriminator=parts["discriminator"],
         refiner=parts.get("refiner"),
+        recipe=recipe.to_dict(),
     )
 
 
@@ -196,7 +225,7 @@ def load_pipeline(weights: str | os.PathLike | None = None, device: str | torch.
     import_component_modules()
     try:
         with quiet_loading():
-            pipe = DiceTalkPipeline.from_pretrained(str(folder), dtype=dtype)
+            pipe = DiceTalkPipeline.from_pretrained(str(folder), dtype=dtype, **_legacy_recipe(folder))
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"cannot load weights from {folder}: {first}") from None

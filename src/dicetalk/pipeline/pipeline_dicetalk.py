@@ -1,21 +1,22 @@
 """DiceTalkPipeline: portrait + speech + emotion -> talking-head frames.
 
-The release's recipe, on diffusers' building blocks:
+The data path (every choice named here is a field of the :class:`~.recipe.SamplingRecipe`):
 
-1. the reference portrait gives VAE latents (concatenated to every noisy frame on channels) and
-   a CLIP image embedding (the image cross-attention token);
-2. speech goes through the Whisper encoder; each frame takes a window of 10 feature frames x all
-   hidden states, projected to audio tokens;
+1. the portrait is resized (LANCZOS) to the recipe's size; it gives VAE latents (concatenated to every
+   noisy frame on channels; ``noise_aug`` pixel noise first) and a CLIP image embedding;
+2. speech goes through the Whisper encoder; each generated frame takes a window of 10 feature frames x
+   all hidden states, projected to audio tokens (computed once for the whole video);
 3. the emotion prior of each frame goes through the emotion bank (attention over every code) to
-   emotion tokens;
-4. the face-region mask goes through the mask encoder, added after the UNet's input convolution;
-5. EDM sampling (Euler on Karras noise levels, v-prediction) over overlapping windows of frames
-   shifted at every step, averaged in latent space; on a guided step (the recipe may guide only
-   part of the steps or of the noise levels) each window runs the three guidance branches
-   (nothing / image / image + audio + emotion) in one batched UNet call:
-   ``x0 = x0_none + s_id (x0_image - x0_none) + s_ae (x0_full - x0_image)``; at ``s_id = 1`` the
-   unconditional branch cancels out and is not run (two branches, a third less work);
-6. chunked VAE decoding, streamed to the caller so memory stays bounded by the window.
+   emotion tokens (once for the whole video);
+4. the face mask goes through the mask encoder (added after the UNet's input convolution) and, for
+   models that gate their condition attention by the face, to the UNet's spatial cross-attention;
+5. EDM sampling with the recipe's scheduler (:mod:`.schedulers`) over windows of frames moved at every
+   step (``blend`` or the release's ``circular`` layout, :mod:`.windows`), window estimates averaged in
+   latent space; a guided step runs the guidance branches (nothing / image / [image + audio /]
+   image + audio + emotion) of a window in one batched UNet call through
+   :func:`~dicetalk.models.denoiser.denoise`, the same function training uses;
+6. chunked VAE decoding (and the reference refiner, if the model has one), then frame interpolation when
+   the recipe generates fewer frames than it outputs, streamed to the caller so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from PIL import Image
@@ -33,16 +33,20 @@ from PIL import Image
 from .. import edm
 from ..errors import InputError
 from ..models.audio_encoder import encode_audio, frame_features, frame_windows
-from .sampling import sample
-from .windows import window_starts, window_weights
+from ..models.denoiser import DenoiserConditions, denoise, time_ids
+from ..utils.pixels import clip_input, resize, resize_mask, to_pixels, to_uint8
+from .recipe import RECIPE_KEY, SamplingRecipe
+from .schedulers import SCHEDULERS, sample, scheduler_for
+from .windows import WindowPlan, plan_windows
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+OUTPUT_TYPES = ("np", "pil", "pt", "latent")
+SAMPLE_RATE = 16000
+TOKEN_CHUNK = 256  # frames per audio-projection / emotion-bank call when tokens are precomputed
 
 
 @dataclass
 class DiceTalkPipelineOutput(BaseOutput):
-    frames: np.ndarray | None  # (F, H, W, 3) uint8, or None when frames were streamed to a sink
+    frames: np.ndarray | list | torch.Tensor | None  # see ``output_type``; None when frames were streamed to a sink
     fps: float
     num_frames: int
 
@@ -51,20 +55,23 @@ class DiceTalkPipelineOutput(BaseOutput):
 class _Conditions:
     """Everything about one video that does not change across denoising steps."""
 
-    image_latents: torch.Tensor  # (1, C, h, w)
+    image_latents: torch.Tensor  # (1, C, h, w) unscaled, noise-augmented reference latents
+    reference_latents: torch.Tensor | None  # (1, C, h, w) scaled latents of the clean reference (init_from_reference)
     image_embeds: torch.Tensor  # (1, 1, D)
     mask_features: torch.Tensor  # (1, C0, h, w)
-    audio_hidden: torch.Tensor  # (2F, L+1, C) Whisper hidden states at 50 Hz
-    priors: torch.Tensor  # (F, prior_dim)
-    null_audio_tokens: torch.Tensor  # (T, D) tokens of silence-free zero features
-    null_emotion_tokens: torch.Tensor  # (T, D) tokens of a dropped emotion
-    added_time_ids: torch.Tensor  # (1, 3)
-    bank: tuple[torch.Tensor, torch.Tensor] | None = None  # the emotion bank's keys/values, computed once
+    face_mask: torch.Tensor  # (1, 1, H, W) in [0, 1]
+    audio_tokens: torch.Tensor  # (total, T, D): every frame's, null tokens on padding frames
+    emotion_tokens: torch.Tensor  # (total, T, D)
+    null_audio_tokens: torch.Tensor  # (T, D)
+    null_emotion_tokens: torch.Tensor  # (T, D)
+    time_ids: tuple[float, float, float]
+    pixels: torch.Tensor  # (1, 3, H, W) the resized portrait in [-1, 1] (the refiner's reference)
 
 
 class DiceTalkPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "image_encoder->audio_encoder->audio_projection->emotion_bank->mask_encoder->unet->vae->refiner"
-    _optional_components = ["emotion_embedder", "expression_encoder", "discriminator", "refiner"]
+    _optional_components = ["emotion_embedder", "expression_encoder", "discriminator", "refiner", "frame_interpolator"]
+    _callback_tensor_inputs = ["latents", "denoised"]
 
     def __init__(
         self,
@@ -82,27 +89,10 @@ class DiceTalkPipeline(DiffusionPipeline):
         expression_encoder=None,
         discriminator=None,
         refiner=None,
-        default_steps: int = 25,
-        default_sampler: str = "euler",
-        default_guidance_fraction: float = 1.0,
-        default_identity_scale: float = 3.0,
-        default_emotion_scale: float = 6.0,
-        default_audio_scale: float | None = None,
-        default_guidance_interval: tuple[float, float] | None = None,
-        default_overlap: int | None = None,
+        frame_interpolator=None,
+        recipe: dict | None = None,
     ):
         super().__init__()
-        # The sampling recipe this model was tuned for (saved in model_index.json).
-        self.register_to_config(
-            default_steps=default_steps,
-            default_sampler=default_sampler,
-            default_guidance_fraction=default_guidance_fraction,
-            default_identity_scale=default_identity_scale,
-            default_emotion_scale=default_emotion_scale,
-            default_audio_scale=default_audio_scale,
-            default_guidance_interval=None if default_guidance_interval is None else [float(v) for v in default_guidance_interval],
-            default_overlap=default_overlap,
-        )
         self.register_modules(
             unet=unet,
             vae=vae,
@@ -118,101 +108,150 @@ class DiceTalkPipeline(DiffusionPipeline):
             expression_encoder=expression_encoder,
             discriminator=discriminator,
             refiner=refiner,
+            frame_interpolator=frame_interpolator,
         )
+        # The sampling recipe this model was tuned for (saved in model_index.json); the scheduler names its sampler.
+        self.set_recipe(SamplingRecipe.from_dict(recipe, "model_index.json") if recipe else SamplingRecipe(sampler=_sampler_of(scheduler)))
 
-    # ------------------------------------------------------------------ geometry
+    # ------------------------------------------------------------------ recipe and geometry
+    @property
+    def recipe(self) -> SamplingRecipe:
+        return SamplingRecipe.from_dict(self.config[RECIPE_KEY], "model_index.json")
+
+    def set_recipe(self, recipe: SamplingRecipe) -> None:
+        """Make ``recipe`` the model's own (saved with it); the scheduler follows its sampler."""
+        self.register_to_config(**{RECIPE_KEY: recipe.validated().to_dict()})
+        if not isinstance(self.scheduler, SCHEDULERS[recipe.sampler]):
+            self.register_modules(scheduler=scheduler_for(recipe.sampler, self.scheduler))
+
     @property
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
-    def image_size(self) -> int:
+    def size_multiple(self) -> int:
+        """Frame sides must be multiples of this: the VAE's factor times the UNet's downsampling."""
+        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    @property
+    def native_size(self) -> int:
         return int(self.unet.config.sample_size) * self.vae_scale_factor
 
     @property
     def window(self) -> int:
         return int(self.unet.config.num_frames)
 
+    def frame_size(self, image_hw: tuple[int, int], recipe: SamplingRecipe, height: int | None = None, width: int | None = None) -> tuple[int, int]:
+        """(height, width) of the frames: explicit, or the recipe's short side (the portrait's aspect,
+        each side rounded to the size multiple, as the release does), or the model's native square."""
+        m = self.size_multiple
+        if height is not None or width is not None:
+            height, width = height or width, width or height
+            if height % m or width % m or min(height, width) < m:
+                raise InputError(f"height and width must be positive multiples of {m} for this model, got {height}x{width}")
+            return int(height), int(width)
+        if recipe.size is None:
+            return self.native_size, self.native_size
+        h, w = image_hw
+        scale = recipe.size / min(h, w)
+        return max(m, round(h * scale / m) * m), max(m, round(w * scale / m) * m)
+
     # ------------------------------------------------------------------ conditions
-    def _pixels(self, image: np.ndarray | Image.Image, size: int) -> torch.Tensor:
-        """RGB image -> (1, 3, size, size) in [-1, 1] on the pipeline device."""
-        if not isinstance(image, Image.Image):
-            image = Image.fromarray(np.asarray(image, dtype=np.uint8))
-        image = image.convert("RGB")
-        if image.size != (size, size):
-            image = image.resize((size, size), Image.BICUBIC)
-        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
-        return x.to(self.device)
-
-    def encode_image(self, pixels: torch.Tensor, noise_aug_strength: float, generator: torch.Generator | None):
-        """VAE latents of the (noise-augmented) reference and its CLIP image embedding."""
+    def encode_image(self, pixels: torch.Tensor, recipe: SamplingRecipe, generator: torch.Generator | None):
+        """(conditioning latents, scaled clean latents or None) of the reference pixels (1, 3, H, W)."""
+        vae = self.vae
         noise = torch.randn(pixels.shape, generator=generator, dtype=torch.float32).to(pixels.device)
-        noisy = (pixels + noise_aug_strength * noise).to(self.vae.dtype)
-        latents = self.vae.encode(noisy).latent_dist.mode()  # unscaled, as SVD conditions on them
-        clip_size = self.image_encoder.config.image_size
-        x = F.interpolate((pixels + 1) / 2, size=(clip_size, clip_size), mode="bicubic", align_corners=False).clamp(0, 1)
-        mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
-        embeds = self.image_encoder((x - mean) / std).image_embeds[:, None]
-        return latents.to(self.unet.dtype), embeds.to(self.unet.dtype)
+        dtype = torch.float32 if vae.config.get("force_upcast", False) and vae.dtype == torch.float16 else vae.dtype
+        with _vae_dtype(vae, dtype):
+            latents = vae.encode((pixels + recipe.noise_aug * noise).to(dtype)).latent_dist.mode()  # unscaled, as SVD
+            clean = None
+            if recipe.init_from_reference:
+                clean = latents if recipe.noise_aug == 0 else vae.encode(pixels.to(dtype)).latent_dist.mode()
+                clean = clean.float() * vae.config.scaling_factor
+        return latents.to(self.unet.dtype), clean
 
-    def face_mask_features(self, mask: np.ndarray | None, size: int) -> torch.Tensor:
-        """Mask-encoder features of the face region (H, W) in {0, 1}; None: the central 3/4."""
+    def face_mask_input(self, mask: np.ndarray | None, height: int, width: int) -> torch.Tensor:
+        """(1, 1, H, W) face mask in [0, 1] from a uint8/float mask of any size; None: the central 3/4."""
         if mask is None:
-            mask = np.zeros((size, size), np.float32)
-            m = size // 8
-            mask[m : size - m, m : size - m] = 1.0
-        m = torch.as_tensor(np.asarray(mask, np.float32))[None, None]
-        m = F.interpolate(m, size=(size, size), mode="nearest").expand(1, 3, size, size)
-        return self.mask_encoder(m.to(self.device, self.mask_encoder.dtype)).to(self.unet.dtype)
+            out = np.zeros((height, width), np.float32)
+            mh, mw = height // 8, width // 8
+            out[mh : height - mh, mw : width - mw] = 1.0
+        else:
+            out = resize_mask(mask, height, width)
+        return torch.from_numpy(out)[None, None].to(self.device)
 
-    def audio_tokens(self, hidden: torch.Tensor, frames: slice, total: int, fps: float) -> torch.Tensor:
-        windows = frame_windows(hidden, total, fps=fps, frames=frames)
-        return self.audio_projection(windows.to(hidden.device, self.audio_projection.dtype)).to(self.unet.dtype)
+    def audio_hidden(self, audio: np.ndarray, num_frames: int, recipe: SamplingRecipe) -> torch.Tensor:
+        """Whisper hidden states at 50 Hz over the speech (at least the video's span)."""
+        frames_out = max(recipe.output_frames(num_frames), int(len(audio) * recipe.fps // SAMPLE_RATE))
+        chunk_seconds = self.audio_feature_extractor.n_samples / self.audio_feature_extractor.sampling_rate
+        return encode_audio(
+            self.audio_encoder, self.audio_feature_extractor, audio, frames_out, recipe.fps, chunk_batch_size=max(1, int(4 // chunk_seconds))
+        )
 
-    def emotion_tokens(self, priors: torch.Tensor, bank=None) -> torch.Tensor:
-        out = self.emotion_bank(priors[None].to(self.emotion_bank.device, self.emotion_bank.dtype), use_bank=True, bank=bank)
-        return out.tokens[0].to(self.unet.dtype)
+    def frame_audio_tokens(self, hidden: torch.Tensor, num_frames: int, fps: float) -> torch.Tensor:
+        """Audio tokens of every generated frame, (num_frames, T, D)."""
+        proj = self.audio_projection
+        out = [
+            proj(frame_windows(hidden, num_frames, fps=fps, frames=slice(s, s + TOKEN_CHUNK)).to(hidden.device, proj.dtype))
+            for s in range(0, num_frames, TOKEN_CHUNK)
+        ]
+        return torch.cat(out).to(self.unet.dtype)
+
+    def frame_emotion_tokens(self, priors: torch.Tensor) -> torch.Tensor:
+        """Emotion tokens of every frame's prior, (F, T, D), attending to the whole bank."""
+        bank = self.emotion_bank
+        kv = bank.bank_keys_values() if bank.config.use_bank else None
+        priors = priors.to(bank.device, bank.dtype)
+        out = [bank(priors[s : s + TOKEN_CHUNK][None], use_bank=True, bank=kv).tokens[0] for s in range(0, len(priors), TOKEN_CHUNK)]
+        return torch.cat(out).to(self.unet.dtype)
+
+    def null_tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(audio tokens of silence-free zero features, tokens of a dropped emotion), each (T, D)."""
+        p = self.audio_projection.config
+        zero_window = torch.zeros(1, p.seq_len, p.blocks, p.channels, device=self.device, dtype=self.audio_projection.dtype)
+        bank = self.emotion_bank
+        zero_prior = torch.zeros(1, 1, bank.config.prior_dim, device=self.device, dtype=bank.dtype)
+        dropped = bank(zero_prior, use_bank=True, drop=torch.ones(1, dtype=torch.bool, device=self.device))
+        return self.audio_projection(zero_window)[0].to(self.unet.dtype), dropped.tokens[0, 0].to(self.unet.dtype)
 
     def prepare_conditions(
         self,
         image,
         audio: np.ndarray,
         priors: torch.Tensor,
-        fps: float,
+        recipe: SamplingRecipe,
         face_mask: np.ndarray | None,
-        noise_aug_strength: float,
-        motion_bucket_id: int,
+        size: tuple[int, int],
+        padding: int,
         generator: torch.Generator | None,
     ) -> _Conditions:
-        size = self.image_size
-        num_frames = priors.shape[0]
-        latents, embeds = self.encode_image(self._pixels(image, size), noise_aug_strength, generator)
-        # A few seconds of chunks per encoder call: memory independent of the audio's length.
-        chunk_seconds = self.audio_feature_extractor.n_samples / self.audio_feature_extractor.sampling_rate
-        hidden = encode_audio(
-            self.audio_encoder, self.audio_feature_extractor, audio, num_frames, fps, chunk_batch_size=max(1, int(4 // chunk_seconds))
-        )
-        blocks = self.audio_projection.config
-        zero_window = torch.zeros(1, blocks.seq_len, blocks.blocks, blocks.channels, device=self.device, dtype=self.audio_projection.dtype)
-        null_audio = self.audio_projection(zero_window)[0].to(self.unet.dtype)
-        dropped = self.emotion_bank(
-            torch.zeros(1, 1, self.emotion_bank.config.prior_dim, device=self.device, dtype=self.emotion_bank.dtype),
-            use_bank=True,
-            drop=torch.ones(1, dtype=torch.bool, device=self.device),
-        )
-        time_ids = torch.tensor([[fps - 1, motion_bucket_id, noise_aug_strength]], device=self.device, dtype=self.unet.dtype)
-        bank = self.emotion_bank.bank_keys_values() if self.emotion_bank.config.use_bank else None
+        height, width = size
+        n = priors.shape[0]
+        portrait = resize(_rgb(image), height, width)
+        pixels = to_pixels(portrait).to(self.device)
+        latents, clean = self.encode_image(pixels, recipe, generator)
+        clip = clip_input(portrait, self.image_encoder.config.image_size).to(self.device, self.image_encoder.dtype)
+        embeds = self.image_encoder(clip).image_embeds[:, None].to(self.unet.dtype)
+        mask = self.face_mask_input(face_mask, height, width)
+        mask_features = self.mask_encoder(mask.expand(1, 3, height, width).to(self.mask_encoder.dtype)).to(self.unet.dtype)
+        null_audio, null_emotion = self.null_tokens()
+        audio_tokens = self.frame_audio_tokens(self.audio_hidden(audio, n, recipe), n, recipe.generated_fps)
+        emotion_tokens = self.frame_emotion_tokens(priors)
+        if padding:  # the release's null-conditioned frames after the video
+            audio_tokens = torch.cat([audio_tokens, null_audio.expand(padding, -1, -1)])
+            emotion_tokens = torch.cat([emotion_tokens, null_emotion.expand(padding, -1, -1)])
         return _Conditions(
             image_latents=latents,
+            reference_latents=clean,
             image_embeds=embeds,
-            mask_features=self.face_mask_features(face_mask, size),
-            audio_hidden=hidden,
-            priors=priors.to(self.device),
+            mask_features=mask_features,
+            face_mask=mask,
+            audio_tokens=audio_tokens,
+            emotion_tokens=emotion_tokens,
             null_audio_tokens=null_audio,
-            null_emotion_tokens=dropped.tokens[0, 0].to(self.unet.dtype),
-            added_time_ids=time_ids,
-            bank=bank,
+            null_emotion_tokens=null_emotion,
+            time_ids=recipe.unet_time_ids(),
+            pixels=pixels,
         )
 
     @torch.no_grad()
@@ -228,9 +267,8 @@ class DiceTalkPipeline(DiffusionPipeline):
         max_frames = int(self.emotion_embedder.config.max_frames)
         clip = read_video(path, max_frames=max_frames)
         n = clip.frames.shape[0]
-        frames = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         enc = self.expression_encoder
-        expression = enc(frames.to(self.device, enc.dtype))[None]
+        expression = enc(to_pixels(clip.frames).to(self.device, enc.dtype))[None]
         audio = None
         if clip.audio is not None and np.abs(clip.audio).max() > 0:
             hidden = encode_audio(self.audio_encoder, self.audio_feature_extractor, clip.audio, n, clip.fps)
@@ -239,118 +277,116 @@ class DiceTalkPipeline(DiffusionPipeline):
         return out.mu[0]
 
     # ------------------------------------------------------------------ denoising
-    def _guided_x0(
-        self,
-        x: torch.Tensor,
-        sigma: torch.Tensor,
-        starts: list[int],
-        cond: _Conditions,
-        fps: float,
-        identity_scale: float,
-        audio_emotion_scale: float,
-        guided: bool = True,
-        audio_scale: float | None = None,
-    ) -> torch.Tensor:
-        """Guided denoised estimate of every window, (len(starts), W, C, h, w).
+    def _window_x0(self, x: torch.Tensor, sigma: torch.Tensor, index: torch.Tensor, cond: _Conditions, recipe: SamplingRecipe, guided: bool) -> torch.Tensor:
+        """Guided denoised estimate of the windows ``index`` (nw, w) of ``x``: (nw, w, C, h, w).
 
-        ``guided=False`` runs only the fully conditioned branch (no guidance), one pass instead of three;
-        an ``audio_scale`` other than ``audio_emotion_scale`` adds the image + audio branch.
+        ``guided=False`` runs only the fully conditioned branch. Branches are stacked on the batch:
+        [nothing,] image, [image + audio,] image + audio + emotion. At ``s_id = 1`` the unconditional
+        estimate cancels (none + 1 * (image - none)) and is not computed; the image + audio branch
+        only serves an audio scale of its own.
         """
-        w = min(self.window, x.shape[0])
-        total = x.shape[0]
-        nw = len(starts)
-        xs = torch.stack([x[s : s + w] for s in starts])  # (nw, W, C, h, w)
-        audio = torch.stack([self.audio_tokens(cond.audio_hidden, slice(s, s + w), total, fps) for s in starts])
-        emotion = torch.stack([self.emotion_tokens(cond.priors[s : s + w], cond.bank) for s in starts])
-        null_audio = cond.null_audio_tokens.expand_as(audio[:1]).expand_as(audio)
-        null_emotion = cond.null_emotion_tokens.expand_as(emotion[:1]).expand_as(emotion)
-        image = cond.image_latents[:, None].expand(nw, w, -1, -1, -1)
-        scaled = (xs * edm.c_in(sigma)).to(self.unet.dtype)
-        embeds = cond.image_embeds.expand(nw, -1, -1)
-        mask = cond.mask_features[:, None].expand(nw, w, -1, -1, -1)
-        full_input = torch.cat([scaled, image], 2)
-        if not guided:
-            out = self.unet(
-                full_input, edm.c_noise(sigma).to(self.unet.dtype), embeds, cond.added_time_ids.expand(nw, -1),
-                audio_tokens=audio, emotion_tokens=emotion, mask_features=mask,
-            ).sample.float()  # fmt: skip
-            return edm.c_skip(sigma) * xs + edm.c_out(sigma) * out
-        # Branches stacked on the batch: [nothing,] image, [image + audio,] image + audio + emotion.
-        # At s_id = 1 the unconditional estimate cancels (none + 1 * (image - none)), so it is not
-        # computed; the image + audio one only serves an audio scale of its own.
-        with_none = identity_scale != 1.0
-        with_audio = audio_scale is not None and audio_scale != audio_emotion_scale
-        null_input = [torch.cat([scaled, torch.zeros_like(image)], 2)] if with_none else []
-        null_embeds = [torch.zeros_like(embeds)] if with_none else []
-        conditioned = 3 if with_audio else 2  # branches that see the image
-        n = conditioned + with_none
-        audios = [null_audio] * (1 + with_none) + [audio] * (conditioned - 1)
-        emotions = [null_emotion] * (n - 1) + [emotion]
-        out = self.unet(
-            torch.cat([*null_input] + [full_input] * conditioned),
-            edm.c_noise(sigma).to(self.unet.dtype),
-            torch.cat([*null_embeds] + [embeds] * conditioned),
-            cond.added_time_ids.expand(n * nw, -1),
+        nw = index.shape[0]
+        xs, audio, emotion = x[index], cond.audio_tokens[index], cond.emotion_tokens[index]
+        s_id, s_ae, s_a = recipe.identity_scale, recipe.emotion_scale, recipe.audio_scale
+        with_none = guided and s_id != 1.0
+        with_audio = guided and s_a is not None and s_a != s_ae
+        null_audio, null_emotion = cond.null_audio_tokens.expand_as(audio), cond.null_emotion_tokens.expand_as(emotion)
+        image = [True] * (1 + guided + with_audio)  # branches that see the image
+        audios = [audio] if not guided else [null_audio] * (1 + with_none) + [audio] * (len(image) - 1)
+        emotions = [emotion] if not guided else [null_emotion] * (len(image) + with_none - 1) + [emotion]
+        keep = torch.tensor([False] * with_none + image, device=x.device)
+        n = keep.numel()
+        kept = keep.repeat_interleave(nw)
+        conditions = DenoiserConditions(
+            image_latents=cond.image_latents.expand(n * nw, -1, -1, -1) * kept.view(-1, 1, 1, 1).to(cond.image_latents.dtype),
+            image_embeds=cond.image_embeds.expand(n * nw, -1, -1) * kept.view(-1, 1, 1).to(cond.image_embeds.dtype),
             audio_tokens=torch.cat(audios),
             emotion_tokens=torch.cat(emotions),
-            mask_features=cond.mask_features[:, None].expand(n * nw, w, -1, -1, -1),
-        ).sample.float()
-        x0 = edm.c_skip(sigma) * xs + edm.c_out(sigma) * out.view(n, nw, *out.shape[1:])
-        image_x0 = x0[int(with_none)]
+            mask_features=cond.mask_features[:, None].expand(n * nw, index.shape[1], -1, -1, -1),
+            time_ids=time_ids(cond.time_ids, n * nw, x.device, self.unet.dtype),
+            face_mask=cond.face_mask,
+        )
+        x0 = denoise(self.unet, xs.repeat(n, 1, 1, 1, 1), sigma, conditions)[0].view(n, nw, *xs.shape[1:])
+        if not guided:
+            return x0[0]
         return edm.guided(
-            image_x0, x0[-1], audio_emotion_scale, identity_scale, x0[0] if with_none else None,
-            audio=x0[-2] if with_audio else None, audio_scale=audio_scale,
-        )  # fmt: skip
+            x0[int(with_none)], x0[-1], s_ae, s_id, x0[0] if with_none else None, audio=x0[-2] if with_audio else None, audio_scale=s_a
+        )
 
-    def denoise_all(
+    def denoise_step(
         self,
         x: torch.Tensor,
         sigma: torch.Tensor,
-        step: int,
+        plan: WindowPlan,
         cond: _Conditions,
-        fps: float,
-        identity_scale: float,
-        audio_emotion_scale: float,
-        overlap: int,
-        shift: int,
-        windows_per_batch: int,
-        guided: bool = True,
-        audio_scale: float | None = None,
+        recipe: SamplingRecipe,
+        guided: bool,
+        windows_per_batch: int = 1,
         on_window: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """Denoised estimate of the whole video: window estimates averaged in latent space."""
-        total = x.shape[0]
-        w = min(self.window, total)
-        starts = window_starts(total, w, overlap, offset=step * shift)
-        weights = window_weights(w, overlap if total > w else 0).to(x.device).view(w, 1, 1, 1)
         acc = torch.zeros_like(x)
-        norm = torch.zeros(total, 1, 1, 1, device=x.device)
-        for i in range(0, len(starts), windows_per_batch):
-            batch = starts[i : i + windows_per_batch]
-            x0 = self._guided_x0(x, sigma, batch, cond, fps, identity_scale, audio_emotion_scale, guided, audio_scale)
-            for s, est in zip(batch, x0):
-                acc[s : s + w] += est * weights
-                norm[s : s + w] += weights
+        norm = torch.zeros(x.shape[0], 1, 1, 1, device=x.device)
+        weights = plan.weights.to(x.device)
+        for i in range(0, len(plan.index), windows_per_batch):
+            index = plan.index[i : i + windows_per_batch].to(x.device)
+            x0 = self._window_x0(x, sigma, index, cond, recipe, guided)
+            for rows, est in zip(index, x0):
+                acc.index_add_(0, rows, est * weights.view(-1, 1, 1, 1))
+                norm.index_add_(0, rows, weights.view(-1, 1, 1, 1))
                 if on_window is not None:
                     on_window()
         return acc / norm
 
-    # ------------------------------------------------------------------ decoding
-    def decode(self, latents: torch.Tensor, chunk: int, sink: Callable[[np.ndarray], None], reference: torch.Tensor | None = None) -> None:
-        """Decode (F, C, h, w) latents ``chunk`` frames at a time, handing uint8 frames to ``sink``.
+    def prepare_latents(self, total: int, size: tuple[int, int], cond: _Conditions, scheduler, generator: torch.Generator | None) -> torch.Tensor:
+        """Pure noise at the first level, or (``init_from_reference``) the reference latent plus that noise."""
+        c = self.unet.config.out_channels
+        h, w = (s // self.vae_scale_factor for s in size)
+        noise = torch.randn((total, c, h, w), generator=generator, dtype=torch.float32)
+        if cond.reference_latents is None:
+            return (noise * scheduler.sigmas[0].cpu()).to(self.device)
+        return scheduler.add_noise(cond.reference_latents.expand(total, -1, -1, -1), noise.to(self.device))
 
-        ``reference``: the portrait's (1, 3, H, W) pixels, for the reference refiner (if the model has one;
-        None: the decoded frames are final).
-        """
+    # ------------------------------------------------------------------ decoding
+    def decode(
+        self,
+        latents: torch.Tensor,
+        chunk: int,
+        sink: Callable[[torch.Tensor], None],
+        reference: torch.Tensor | None = None,
+        keep: int | None = None,
+    ) -> None:
+        """Decode (F, C, h, w) latents ``chunk`` frames at a time, handing float (n, 3, H, W) frames in
+        [-1, 1] to ``sink``; ``keep``: hand over only the first ``keep`` frames (the rest only give the
+        temporal decoder its context). ``reference``: the portrait's (1, 3, H, W) pixels for the
+        reference refiner (if the model has one)."""
         scale = self.vae.config.scaling_factor
-        for s in range(0, latents.shape[0], chunk):
+        keep = latents.shape[0] if keep is None else keep
+        for s in range(0, min(latents.shape[0], -(-keep // chunk) * chunk), chunk):
             z = (latents[s : s + chunk] / scale).to(self.vae.dtype)
             pixels = self.vae.decode(z, num_frames=z.shape[0]).sample
             if self.refiner is not None and reference is not None:
-                pixels = self.refiner(pixels.to(self.refiner.dtype).clamp(-1, 1), reference)
-            pixels = pixels.float()
-            frames = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
-            sink(frames.cpu().numpy())
+                pixels = self.refiner(pixels.to(self.refiner.dtype).clamp(-1, 1), reference.to(self.refiner.dtype))
+            sink(pixels.float()[: max(0, keep - s)])
+
+    def interpolate_stream(self, factor: int, sink: Callable[[torch.Tensor], None]) -> Callable[[torch.Tensor], None]:
+        """A sink that inserts ``factor - 1`` interpolated frames between consecutive frames before ``sink``."""
+        if factor == 1:
+            return sink
+        if self.frame_interpolator is None:
+            raise InputError("this recipe interpolates frames, but the model has no frame interpolator (use interpolation=1)")
+        last: list[torch.Tensor] = []
+
+        def feed(frames: torch.Tensor) -> None:
+            if not len(frames):
+                return
+            clip = torch.cat(last + [frames]) if last else frames
+            unit = ((clip + 1) / 2).clamp(0, 1).to(self.frame_interpolator.dtype)
+            out = self.frame_interpolator.interpolate(unit, factor=factor).float() * 2 - 1
+            sink(out[1 if last else 0 :])  # the first frame of the clip was handed over with the last chunk
+            last[:] = [frames[-1:]]
+
+        return feed
 
     # ------------------------------------------------------------------ call
     @torch.no_grad()
@@ -359,103 +395,140 @@ class DiceTalkPipeline(DiffusionPipeline):
         image: np.ndarray | Image.Image,
         audio: np.ndarray,
         priors: torch.Tensor,
-        fps: float = 25.0,
+        recipe: SamplingRecipe | None = None,
         num_inference_steps: int | None = None,
-        identity_scale: float | None = None,
-        audio_emotion_scale: float | None = None,
+        height: int | None = None,
+        width: int | None = None,
         face_mask: np.ndarray | None = None,
-        overlap: int | None = None,
-        shift: int | None = None,
-        windows_per_batch: int = 1,
-        noise_aug_strength: float = 0.02,
-        motion_bucket_id: int = 127,
-        decode_chunk_size: int = 8,
         generator: torch.Generator | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
         frame_sink: Callable[[np.ndarray], None] | None = None,
-        sampler: str | None = None,
-        guidance_fraction: float | None = None,
-        audio_scale: float | None = None,
-        guidance_interval: tuple[float, float] | None = None,
         progress: Callable[[str, int, int], None] | None = None,
-    ) -> DiceTalkPipelineOutput:
-        """Generate ``priors.shape[0]`` frames at ``fps``.
+        windows_per_batch: int = 1,
+    ):
+        """Generate one frame per row of ``priors`` (F, prior_dim), then interpolate to the recipe's fps.
 
-        ``image``: the (cropped) portrait; ``audio``: mono float32 speech at 16 kHz covering the
-        video; ``priors``: one emotion prior per frame (see :mod:`.emotion_condition`);
-        ``face_mask``: where the face may move (None: the central region); ``frame_sink``:
-        receives decoded uint8 frames chunk by chunk instead of returning them; ``sampler``:
-        ``euler``, ``euler-churn``, ``heun`` or ``dpmpp-2m`` (see :mod:`.sampling`); ``guidance_fraction``: the share
-        of the steps (the first, noisiest ones) that run all three guidance branches — the others
-        run the fully conditioned branch alone, a third of the work; ``guidance_interval``
-        ``(lo, hi)``: of those steps, only the ones whose noise level lies in ``[lo, hi]`` run the
-        guidance (None: the model's recipe, whose None means every level); ``overlap``: frames
-        shared by neighbouring sampling windows (None: the model's recipe, whose None means a
-        quarter window); ``identity_scale`` (``s_id``) and
-        ``audio_emotion_scale`` (``s_ae``): the guidance scales (None: the model's recipe);
-        ``audio_scale`` (``s_a``): the speech's own scale, one more branch when it differs from
-        ``s_ae`` (None: the model's recipe, whose None means ``s_ae``); ``progress(stage, done, total)``:
-        called as work advances, with ``stage`` ``"encode"`` (the portrait and speech), ``"denoise"``
-        (windows, over all steps) and ``"decode"`` (frames); an exception it raises stops the call.
+        ``image``: the (cropped) portrait; ``audio``: mono float32 speech at 16 kHz covering the video;
+        ``priors``: one emotion prior per generated frame (see :mod:`.emotion_condition`); ``recipe``: the
+        sampling recipe (None: the model's own, :attr:`recipe`; ``num_inference_steps`` overrides its
+        steps); ``height``/``width``: the frame size (default: the recipe's); ``face_mask``: the face
+        region (uint8 0/255 or float in [0, 1], any size; None: the central region).
+
+        ``output_type``: ``np`` (uint8 (N, H, W, 3)), ``pil`` (a list of images), ``pt`` (float (N, 3, H, W)
+        in [0, 1]) or ``latent`` (the denoised (F, C, h, w) latents, not decoded). ``frame_sink``: receives
+        uint8 frames chunk by chunk as they are decoded, instead of returning them (streaming).
+        ``callback_on_step_end(pipe, i, t, {"latents": ..., "denoised": ...})`` is called after every
+        scheduler step (may return replaced ``latents``); ``progress(stage, done, total)`` as work
+        advances: ``"encode"``, ``"denoise"`` (windows over every step), ``"decode"`` (frames); an
+        exception it raises stops the call.
         """
-        num_inference_steps = num_inference_steps or self.config.default_steps
-        sampler = sampler or self.config.default_sampler
-        guidance_fraction = self.config.default_guidance_fraction if guidance_fraction is None else guidance_fraction
-        identity_scale = self.config.default_identity_scale if identity_scale is None else float(identity_scale)
-        audio_emotion_scale = self.config.default_emotion_scale if audio_emotion_scale is None else float(audio_emotion_scale)
-        audio_scale = self.config.default_audio_scale if audio_scale is None else float(audio_scale)
-        interval = self.config.default_guidance_interval if guidance_interval is None else guidance_interval
-        lo, hi = (0.0, float("inf")) if interval is None else (float(interval[0]), float(interval[1]))
-        num_frames = int(priors.shape[0])
-        if num_frames < 1:
-            raise ValueError("nothing to generate: zero frames")
-        w = min(self.window, num_frames)
-        overlap = self.config.default_overlap if overlap is None else overlap  # None: a quarter window
-        overlap = max(0, min(w - 1, w // 4 if overlap is None else overlap))
-        shift = max(1, (w - overlap) // 3) if shift is None else shift
+        recipe = (recipe or self.recipe).validated()
+        if num_inference_steps is not None:
+            recipe = recipe.replace(steps=num_inference_steps)
+        if output_type not in OUTPUT_TYPES:
+            raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        n = int(priors.shape[0])
+        if n < 1:
+            raise InputError("nothing to generate: zero frames")
         report = progress or (lambda stage, done, total: None)
+        size = self.frame_size(_rgb(image).shape[:2], recipe, height, width)
+        window = min(self.window, n) if recipe.windows == "blend" else self.window
+        padding = window if recipe.windows == "circular" else 0
+
         report("encode", 0, 1)
-        cond = self.prepare_conditions(image, audio, priors, fps, face_mask, noise_aug_strength, motion_bucket_id, generator)
+        cond = self.prepare_conditions(image, audio, priors, recipe, face_mask, size, padding, generator)
         report("encode", 1, 1)
+        latents = self._sample(cond, recipe, n + padding, window, size, generator, report, windows_per_batch, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        if output_type == "latent":
+            frames = latents[:n]
+        else:
+            frames = self._decode_all(latents, n, recipe, cond, output_type, frame_sink, report)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (frames,)
+        return DiceTalkPipelineOutput(frames=frames, fps=recipe.fps, num_frames=recipe.output_frames(n))
 
-        self.scheduler.set_timesteps(num_inference_steps, device="cpu")
-        sigmas = self.scheduler.sigmas.to(torch.float32)
-        c, h = self.unet.config.out_channels, int(self.unet.config.sample_size)
-        noise = torch.randn((num_frames, c, h, h), generator=generator, dtype=torch.float32)
-        x = (noise * sigmas[0]).to(self.device)
-        guided_steps = int(round(guidance_fraction * num_inference_steps))
-        # Decided on the host from the schedule, before sampling: no device sync per step.
-        levels = sigmas.tolist()
-        guided_at = [step < guided_steps and lo <= levels[step] <= hi for step in range(num_inference_steps)]
-
-        windows = [len(window_starts(num_frames, w, overlap, offset=step * shift)) for step in range(num_inference_steps)]
-        total_windows = sum(windows) + (sum(windows[:-1]) if sampler == "heun" else 0)
-        done = [0]
+    def _sample(self, cond, recipe, total, window, size, generator, report, windows_per_batch, callback, callback_inputs) -> torch.Tensor:
+        scheduler = scheduler_for(recipe.sampler, self.scheduler)
+        scheduler.set_timesteps(recipe.steps, device=self.device)
+        guided_at = recipe.guided_steps(scheduler.sigmas.tolist())
+        overlap, shift = recipe.window_layout(window)
+        plans = [plan_windows(recipe.windows, total, window, overlap, step * shift) for step in range(recipe.steps)]
+        total_windows, done = sum(len(plans[step].index) for step in scheduler.evaluation_steps), [0]
 
         def on_window() -> None:
             done[0] += 1
             report("denoise", done[0], total_windows)
 
         def denoise(x: torch.Tensor, sigma: torch.Tensor, step: int) -> torch.Tensor:
-            guided = guided_at[step]
-            return self.denoise_all(
-                x, sigma.to(x.device), step, cond, fps, identity_scale, audio_emotion_scale, overlap, shift, windows_per_batch, guided, audio_scale,
-                on_window,
-            )  # fmt: skip
+            return self.denoise_step(x, sigma, plans[step], cond, recipe, guided_at[step], windows_per_batch, on_window)
 
-        with self.progress_bar(total=num_inference_steps) as bar:
-            x = sample(denoise, x, sigmas.to(self.device), sampler, on_step=bar.update, generator=generator)
+        with self.progress_bar(total=len(scheduler.timesteps)) as bar:
 
-        collected: list[np.ndarray] = []
-        reference = self._pixels(image, self.image_size) if self.refiner is not None else None
-        sink = frame_sink or collected.append
-        decoded = [0]
+            def on_step(i, t, x, x0):
+                bar.update()
+                if callback is not None:
+                    names = {"latents": x, "denoised": x0}
+                    return (callback(self, i, t, {k: names[k] for k in callback_inputs}) or {}).get("latents")
 
-        def counted_sink(frames: np.ndarray) -> None:
-            sink(frames)
-            decoded[0] += len(frames)
-            report("decode", decoded[0], num_frames)
+            x = self.prepare_latents(total, size, cond, scheduler, generator)
+            return sample(scheduler, denoise, x, generator, on_step)
 
-        self.decode(x, decode_chunk_size, counted_sink, reference)
-        frames = np.concatenate(collected) if collected else None
-        self.maybe_free_model_hooks()
-        return DiceTalkPipelineOutput(frames=frames, fps=fps, num_frames=num_frames)
+    def _decode_all(self, latents, n, recipe, cond, output_type, frame_sink, report):
+        collected: list = []
+        delivered = [0]
+        total = recipe.output_frames(n)
+
+        def deliver(pixels: torch.Tensor) -> None:
+            if output_type == "pt" and frame_sink is None:
+                collected.append(((pixels + 1) / 2).clamp(0, 1).cpu())
+            else:
+                frames = to_uint8(pixels).cpu().numpy()
+                if frame_sink is not None:
+                    frame_sink(frames)
+                else:
+                    collected.append(frames)
+            delivered[0] += len(pixels)
+            report("decode", delivered[0], total)
+
+        reference = cond.pixels if self.refiner is not None else None
+        # Padding frames (circular windows) are decoded where they share a chunk with the video, for the
+        # temporal decoder's context, as the release decodes them, and then dropped.
+        self.decode(latents, recipe.decode_chunk, self.interpolate_stream(recipe.interpolation, deliver), reference, keep=n)
+        if frame_sink is not None or not collected:
+            return None
+        if output_type == "pt":
+            return torch.cat(collected)
+        frames = np.concatenate(collected)
+        return [Image.fromarray(f) for f in frames] if output_type == "pil" else frames
+
+
+def _rgb(image) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    image = np.asarray(image, dtype=np.uint8)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise InputError(f"the portrait must be an RGB image (H, W, 3), got shape {image.shape}")
+    return image
+
+
+def _sampler_of(scheduler) -> str:
+    return getattr(scheduler, "sampler", "euler")  # diffusers' EulerDiscreteScheduler (older folders) samples as euler
+
+
+class _vae_dtype:
+    """Run the VAE in ``dtype`` for a block (SVD's VAE encodes in float32 even in a half-precision pipeline)."""
+
+    def __init__(self, vae, dtype):
+        self.vae, self.dtype, self.original = vae, dtype, vae.dtype
+
+    def __enter__(self):
+        if self.dtype != self.original:
+            self.vae.to(dtype=self.dtype)
+
+    def __exit__(self, *exc):
+        if self.dtype != self.original:
+            self.vae.to(dtype=self.original)

@@ -11,7 +11,8 @@ from ..data.cache import FrameCache
 from ..data.datasets import DiffusionFeatures
 from ..data.features import _cached, audio_hidden_states, audio_row_offsets, image_embeddings, vae_latents
 from ..errors import InputError
-from .backbone import clip_normalise, load_refiner, load_vae
+from ..utils.pixels import clip_input
+from .backbone import load_refiner, load_vae
 
 
 def _need(folder: Path, what: str) -> Path:
@@ -62,7 +63,7 @@ def prepare_features(cache: FrameCache, backbone: dict, embedder, progress: bool
     vae, image_encoder, audio_encoder = backbone["vae"], backbone["image_encoder"], backbone["audio_encoder"]
     latents = vae_latents(cache, vae, progress=progress)
     size = image_encoder.config.image_size
-    embeds = image_embeddings(cache, lambda x: image_encoder(clip_normalise(x, size)).image_embeds, image_encoder, progress=progress)
+    embeds = image_embeddings(cache, lambda frames: image_encoder(clip_input(frames, size)).image_embeds, image_encoder, progress=progress)
     hidden = audio_hidden_states(cache, audio_encoder, whisper_feature_extractor(audio_encoder.config), progress=progress)
     offsets = audio_row_offsets(cache)
     gauss = _cached(cache, "priors", embedder, lambda: np.stack(clip_gaussians(embedder, cache, hidden, offsets)))

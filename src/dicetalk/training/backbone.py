@@ -45,10 +45,10 @@ import torch.nn.functional as F
 
 from ..configs import get_config
 from ..data.cache import FrameCache
-from ..data.features import pixels
 from ..models.audio_encoder import SAMPLES_PER_FEATURE, whisper_feature_extractor
 from ..models.registry import build_component
 from ..utils.atomic import atomic_dir
+from ..utils.pixels import clip_input, to_pixels
 from .common import RESUMABLE, Run, fit, make_accelerator
 from .losses import info_nce
 
@@ -157,7 +157,7 @@ def _reconstruction(y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, tor
 def vae_loss(cache: FrameCache, seed: int, batch: int, frames_per_clip: int = 4, faces: RandomFaces | None = None):
     def loss_fn(step, modules, _batch, generator):
         vae = modules["vae"]
-        x = pixels(_frame_batch(cache, _rng(seed, step, 1), batch, frames_per_clip, faces)).to(vae.device)
+        x = to_pixels(_frame_batch(cache, _rng(seed, step, 1), batch, frames_per_clip, faces)).to(vae.device)
         posterior = vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator, device=x.device)
         rec, edges = _reconstruction(vae.decode(z, num_frames=frames_per_clip).sample, x)
@@ -173,7 +173,7 @@ def decoder_loss(cache: FrameCache, seed: int, batch: int, frames_per_clip: int 
 
     def loss_fn(step, modules, _batch, generator):
         vae = modules["vae"]
-        x = pixels(_frame_batch(cache, _rng(seed, step, 1), batch, frames_per_clip, faces)).to(vae.device)
+        x = to_pixels(_frame_batch(cache, _rng(seed, step, 1), batch, frames_per_clip, faces)).to(vae.device)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mode()
         rec, edges = _reconstruction(vae.decode(z, num_frames=frames_per_clip).sample, x)
@@ -220,7 +220,7 @@ def refiner_loss(
         refiner = modules["refiner"]
         rng = _rng(seed, step, 6)
         frames, refs = batch_arrays(rng)
-        x, ref = pixels(frames).to(refiner.device), pixels(refs).to(refiner.device)
+        x, ref = to_pixels(frames).to(refiner.device), to_pixels(refs).to(refiner.device)
         vae.to(x.device)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mode()
@@ -348,22 +348,12 @@ def image_encoder_loss(cache: FrameCache, seed: int, batch: int, per_identity: i
             person_frames, _, number = faces.clip(rng, per_identity)
             frames.append(person_frames)
             labels += [len(identities) + g] * per_identity
-        x = clip_normalise(pixels(np.concatenate(frames)), enc.config.image_size).to(enc.device)
+        x = clip_input(np.concatenate(frames), enc.config.image_size).to(enc.device)
         emb = enc(x).image_embeds
         loss = info_nce(emb, torch.tensor(labels, device=emb.device), temperature=0.1)
         return loss, {}
 
     return loss_fn
-
-
-def clip_normalise(x: torch.Tensor, size: int) -> torch.Tensor:
-    """[-1, 1] pixels -> the CLIP encoder's normalised input (same as the pipeline's)."""
-    from ..pipeline.pipeline_dicetalk import CLIP_MEAN, CLIP_STD
-
-    x = F.interpolate((x + 1) / 2, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
-    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 def expression_encoder_loss(cache: FrameCache, seed: int, batch: int, faces: RandomFaces | None = None):
@@ -377,7 +367,7 @@ def expression_encoder_loss(cache: FrameCache, seed: int, batch: int, faces: Ran
             f, e, _ = faces.clip(rng, 4)
             frames.append(f)
             targets.append(e)
-        x = pixels(np.concatenate(frames)).to(enc.device)
+        x = to_pixels(np.concatenate(frames)).to(enc.device)
         target = torch.from_numpy(np.concatenate(targets)).to(enc.device)
         err = F.mse_loss(enc(x), target)
         return err, {}
@@ -445,7 +435,7 @@ def pretrain_backbone(opts: BackboneOptions, cache: FrameCache, progress: bool =
 @torch.no_grad()
 def latent_scaling_factor(vae, cache: FrameCache, seed: int, frames: int = 512) -> float:
     idx = _random_frames(cache, _rng(seed, 0, 5), frames)
-    z = vae.eval().encode(pixels(cache.frames[idx]).to(vae.device)).latent_dist.mode()
+    z = vae.eval().encode(to_pixels(cache.frames[idx]).to(vae.device)).latent_dist.mode()
     return float(1.0 / z.float().std())
 
 

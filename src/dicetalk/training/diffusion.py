@@ -42,6 +42,9 @@ import torch
 
 from .. import edm
 from ..configs import get_config
+from ..models.denoiser import DenoiserConditions, time_ids
+from ..models.denoiser import denoise as denoise_x0
+from ..pipeline.recipe import svd_time_ids
 from ..errors import InputError
 from ..data.cache import FrameCache
 from ..data.datasets import DiffusionFeatures, WindowDataset
@@ -134,37 +137,29 @@ def _drops(u: torch.Tensor, opts: DiffusionOptions) -> tuple[torch.Tensor, torch
 
 
 def denoise(modules, batch: dict, x: torch.Tensor, sigma: torch.Tensor, prior: torch.Tensor, drops, fps: float, scaling_factor: float, use_bank: bool = False):
-    """``D(x; sigma)``, the EDM-preconditioned denoiser with every condition of a training batch.
+    """``D(x; sigma)`` with every condition of a training batch (:func:`~dicetalk.models.denoiser.denoise`).
 
     ``prior`` (B, prior_dim) is the emotion prior, ``drops`` the (audio, image, emotion) dropout
     masks; ``use_bank`` attends to the whole emotion bank as sampling does (training retrieves the
     nearest code). Returns (denoised x0 (B, F, C, h, w), the UNet's output, the bank's output).
     """
-    unet, bank = modules["unet"], modules["emotion_bank"]
     b, f = x.shape[:2]
     drop_audio, drop_image, drop_emotion = drops
-    s = sigma.view(b, 1, 1, 1, 1)
     windows = batch["audio_windows"] * (~drop_audio).view(b, 1, 1, 1, 1).to(x.dtype)
-    audio_tokens = modules["audio_projection"](windows)
-    emotion = bank(prior[:, None].expand(b, f, -1), use_bank=use_bank, drop=drop_emotion)
+    emotion = modules["emotion_bank"](prior[:, None].expand(b, f, -1), use_bank=use_bank, drop=drop_emotion)
     keep_image = (~drop_image).to(x.dtype)
-    reference = (batch["reference_latents"] / scaling_factor) * keep_image.view(b, 1, 1, 1)
-    embeds = batch["image_embeds"][:, None] * keep_image.view(b, 1, 1)
     mask = batch["mask"][:, None].expand(b, 3, *batch["mask"].shape[-2:])
-    mask_features = modules["mask_encoder"](mask)[:, None].expand(b, f, -1, -1, -1)
-    time_ids = torch.tensor([fps - 1, 127.0, 0.0], device=x.device).expand(b, 3)
-
-    sample = torch.cat([x * edm.c_in(s), reference[:, None].expand(b, f, -1, -1, -1)], dim=2)
-    out = unet(
-        sample,
-        edm.c_noise(sigma),
-        embeds,
-        time_ids,
-        audio_tokens=audio_tokens,
+    cond = DenoiserConditions(
+        image_latents=(batch["reference_latents"] / scaling_factor) * keep_image.view(b, 1, 1, 1),
+        image_embeds=batch["image_embeds"][:, None] * keep_image.view(b, 1, 1),
+        audio_tokens=modules["audio_projection"](windows),
         emotion_tokens=emotion.tokens,
-        mask_features=mask_features,
+        mask_features=modules["mask_encoder"](mask)[:, None].expand(b, f, -1, -1, -1),
+        time_ids=time_ids(svd_time_ids(fps, noise_aug=0.0), b, x.device),  # references are not noise-augmented in training
+        face_mask=batch["mask"][:, None],
     )
-    return edm.c_skip(s) * x + edm.c_out(s) * out.sample, out, emotion
+    denoised, out = denoise_x0(modules["unet"], x, sigma, cond)
+    return denoised, out, emotion
 
 
 def diffusion_loss(opts: DiffusionOptions, fps: float, scaling_factor: float, sync_expert: torch.nn.Module | None = None):

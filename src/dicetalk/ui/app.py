@@ -78,9 +78,9 @@ def build_app(weights: Path | None = None, device: str = "auto", output_dir: Pat
                 strength = gr.Slider(0.0, 2.0, value=1.0, step=0.1, label="Strength", elem_id="strength")
                 reference = gr.Video(label="Emotion reference video (optional; overrides the label)", elem_id="reference", visible=can_embed)
                 with gr.Accordion("Settings", open=False):
-                    identity_scale = gr.Slider(0.0, 10.0, value=pipe.config.default_identity_scale, step=0.5, label="Identity guidance")
-                    emotion_scale = gr.Slider(0.0, 12.0, value=pipe.config.default_emotion_scale, step=0.5, label="Audio + emotion guidance")
-                    steps = gr.Slider(1, 50, value=pipe.config.default_steps, step=1, label="Steps", elem_id="steps")
+                    identity_scale = gr.Slider(0.0, 10.0, value=pipe.recipe.identity_scale, step=0.5, label="Identity guidance")
+                    emotion_scale = gr.Slider(0.0, 12.0, value=pipe.recipe.emotion_scale, step=0.5, label="Audio + emotion guidance")
+                    steps = gr.Slider(1, 50, value=pipe.recipe.steps, step=1, label="Steps", elem_id="steps")
                     seed = gr.Number(value=0, precision=0, label="Seed")
                     crop = gr.Checkbox(value=True, label="Detect and crop the face")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
