@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ._common import first_line
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,7 @@ def download_release(target: str | Path, mirror: str | Path | None = None, revis
             try:
                 snapshot_download(repo_id=source.repo_id, local_dir=str(dest), allow_patterns=list(source.patterns), revision=revision)
             except (HfHubHTTPError, OSError, ValueError) as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise InputError(f"cannot download {source.repo_id}: {first}") from None
+                raise InputError(f"cannot download {source.repo_id}: {first_line(exc)}") from None
     return target
 
 
