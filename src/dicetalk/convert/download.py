@@ -3,6 +3,7 @@
 Layout written (what ``dicetalk convert-official`` and ``--weights`` read)::
 
     DIR/DICE-Talk/{unet,pose_guider,audio_linear,emo_model}.pth   (hub repo EEEELY/DICE-Talk)
+    DIR/RIFE/flownet.pkl                                           (same repo: the frame interpolator)
     DIR/stable-video-diffusion-img2vid-xt/...                      (stabilityai/stable-video-diffusion-img2vid-xt, fp16)
     DIR/whisper-tiny/...                                           (openai/whisper-tiny)
 
@@ -10,6 +11,12 @@ The eight emotion priors ship in the authors' code repository (``examples/emo/*.
 the hub: put them anywhere under DIR. Downloads go through ``huggingface_hub`` (resumable,
 cached, ``HF_TOKEN`` / ``HF_ENDPOINT`` honoured); ``mirror`` reads the same repositories from a
 local folder (``MIRROR/<owner>/<name>/...``) instead, for offline machines and tests.
+
+``RIFE/flownet.pkl`` is a torch pickle (the authors' README lists it in the same hub repository,
+``huggingface-cli download EEEELY/DICE-Talk --local-dir checkpoints``). Downloading it runs
+nothing; ``dicetalk convert-official`` reads it with ``torch.load(weights_only=True)`` and writes
+it as safetensors (:mod:`.rife`). The face detector ``yoloface_v5m.pt`` in that repository is not
+fetched: this project does not use it.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ class Source:
 
 
 SOURCES = (
-    Source("EEEELY/DICE-Talk", "", ("DICE-Talk/*.pth",)),
+    Source("EEEELY/DICE-Talk", "", ("DICE-Talk/*.pth", "RIFE/flownet.pkl")),
     Source(
         "stabilityai/stable-video-diffusion-img2vid-xt",
         "stable-video-diffusion-img2vid-xt",

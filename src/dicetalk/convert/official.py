@@ -4,11 +4,12 @@ The release (``huggingface-cli download EEEELY/DICE-Talk --local-dir checkpoints
 whisper-tiny beside it) looks like::
 
     SRC/DICE-Talk/{unet,pose_guider,audio_linear,emo_model}.pth
+    SRC/RIFE/flownet.pkl                                  frame interpolator (optional)
     SRC/stable-video-diffusion-img2vid-xt/{unet,vae,image_encoder,feature_extractor,scheduler}/   (optional)
     SRC/whisper-tiny/                                                                          (optional)
     SRC/**/<emotion>.npy                                  emotion priors, np.save of {"mu": (1, 256)}
 
-Every ``.pth`` is opened with ``torch.load(weights_only=True, mmap=True)`` and every name and
+Every ``.pth``/``.pkl`` is opened with ``torch.load(weights_only=True, mmap=True)`` and every name and
 shape is checked against this project's modules of the chosen configuration, built on the meta device:
 
 =====================  =======================================================
@@ -18,6 +19,7 @@ release file           dicetalk component
 ``pose_guider``        ``mask_encoder``
 ``audio_linear``       ``audio_projection``
 ``emo_model``          ``emotion_bank`` (+ ``classifier.*`` -> ``discriminator``)
+``RIFE/flownet.pkl``   ``frame_interpolator`` (:class:`~dicetalk.models.frame_interpolator.FrameInterpolator`)
 =====================  =======================================================
 
 The authors load ``unet.pth`` with ``strict=False`` on top of the SVD-xt UNet; a partial ``unet.pth``

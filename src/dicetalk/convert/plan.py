@@ -27,6 +27,7 @@ from .priors import PRIOR_SUFFIXES, Prior, read_prior
 from .release_reader import (
     RELEASE_DIR,
     RELEASE_FILES,
+    RIFE_FILE,
     SVD_DIR,
     WHISPER_DIR,
     CheckpointSource,
@@ -61,6 +62,7 @@ DEFAULT_DTYPES = {
     "emotion_bank": torch.float32,
     "discriminator": torch.float32,
     "audio_encoder": torch.float32,
+    "frame_interpolator": torch.float32,
 }
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # diffusers
@@ -305,6 +307,7 @@ def plan_conversion(
     image encoder, float32 for the rest). ``svd``/``whisper`` default to ``SRC/stable-video-diffusion-img2vid-xt``
     and ``SRC/whisper-tiny``; ``priors`` is an extra folder searched for prior files
     (``.npy``/``.safetensors``/``.json``) besides the ``.npy`` files anywhere under ``SRC``.
+    ``SRC/RIFE/flownet.pkl``, the release's frame interpolator, is converted when present.
     """
     src = Path(src)
     cfg = get_config(config)
@@ -320,6 +323,7 @@ def plan_conversion(
     base_unet = _base_unet(cfg, checkpoints["unet"], expected["unet"], svd_dir, dtypes["unet"])
     folder = f"{RELEASE_DIR}/" if release == src / RELEASE_DIR else ""  # how the summary names the release files
     _plan_dice_components(plan, modules, checkpoints, base_unet, folder, dtypes)
+    _plan_frame_interpolator(plan, dtypes["frame_interpolator"])
     if svd_dir.is_dir():
         _plan_base_models(plan, svd_dir, dtypes)
         _plan_base_copies(plan, svd_dir)
@@ -432,6 +436,17 @@ def _plan_dice_components(plan: ConversionPlan, modules: dict[str, nn.Module], c
                 assert base_unet is not None
                 entries.append(source_entry(key, meta.shape, base_unet, full, dtypes[component], rel(base_unet.path, plan.src)))
         plan.components[component] = ComponentPlan(name=component, entries=entries, dtype=dtypes[component], module=module)
+
+
+def _plan_frame_interpolator(plan: ConversionPlan, dtype: torch.dtype) -> None:
+    """The release's RIFE frame interpolator (``SRC/RIFE/flownet.pkl``), when present."""
+    path = plan.src / RIFE_FILE
+    if not path.is_file():
+        plan.notes.append(f"no frame interpolator {path}: frame_interpolator/ not written")
+        return
+    from .rife import plan_frame_interpolator
+
+    plan.components["frame_interpolator"] = plan_frame_interpolator(path, dtype, origin=rel(path, plan.src))
 
 
 def _plan_base_models(plan: ConversionPlan, svd_dir: Path, dtypes: dict[str, torch.dtype]) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -22,6 +23,8 @@ from ._common import first_line
 RELEASE_DIR = "DICE-Talk"
 SVD_DIR = "stable-video-diffusion-img2vid-xt"
 WHISPER_DIR = "whisper-tiny"
+RIFE_FILE = "RIFE/flownet.pkl"
+"""The frame interpolator's weights, relative to the release folder (``checkpoints/RIFE/flownet.pkl``)."""
 
 RELEASE_FILES = {
     "unet": "unet.pth",
@@ -70,12 +73,14 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     :class:`WeightsError` for a file that is unreadable or not a flat state dict.
     """
     try:
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap can only be used" not in str(exc):
-                raise
-            sd = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+        with warnings.catch_warnings():  # errors here are one line; torch's notes on pickle protocols are not
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            try:
+                sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                if "mmap can only be used" not in str(exc):
+                    raise
+                sd = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "Weights only load failed" in text:
@@ -100,13 +105,21 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 class CheckpointSource:
     """The tensors of a torch checkpoint (read by :func:`load_checkpoint`), optionally renamed.
 
-    ``rename`` maps each stored name to the name the source exposes (e.g. dropping ``module.``).
+    ``rename`` maps each stored name to the name the source exposes (e.g. dropping ``module.``);
+    two stored names that map to the same name are a :class:`WeightsError`.
     """
 
-    def __init__(self, path: Path, rename=None):
+    def __init__(self, path: Path, rename: Callable[[str], str] | None = None):
         self.path = path
-        sd = load_checkpoint(path)
-        self.state = {rename(k): v for k, v in sd.items()} if rename is not None else sd
+        self.state = load_checkpoint(path)
+        if rename is not None:
+            renamed: dict[str, torch.Tensor] = {}
+            for key, value in self.state.items():
+                name = rename(key)
+                if name in renamed:
+                    raise WeightsError(f"{path}: two entries are named {name!r} once renamed (one of them {key!r})")
+                renamed[name] = value
+            self.state = renamed
 
     def keys(self) -> list[str]:
         return list(self.state)

@@ -60,8 +60,8 @@ def write_safetensors(path: Path, entries: list[TensorEntry], progress=None, met
 
 
 def write_component(comp: ComponentPlan, out: Path, progress=None) -> None:
-    """One component folder (``out``, created here): its ``config.json`` and its safetensors file."""
-    out.mkdir()
+    """One component folder ``out`` (created if needed): its ``config.json`` and its safetensors file."""
+    out.mkdir(exist_ok=True)
     if comp.module is not None:
         comp.module.save_config(out)
     else:
@@ -74,7 +74,7 @@ def write_components(plan: ConversionPlan, folder: str | os.PathLike, progress: 
 
     One subfolder per component (``config.json`` + safetensors), ``priors/`` and, when the release
     had them, ``vae/``, ``image_encoder/``, ``feature_extractor/``, ``scheduler/``, ``audio_encoder/``,
-    and ``audio_feature_extractor/``. Writes no ``model_index.json``: callers
+    ``audio_feature_extractor/`` and ``frame_interpolator/``. Writes no ``model_index.json``: callers
     that want a complete pipeline folder add it afterwards, inside the same temporary directory.
     ``progress``: show a progress bar over the tensors (None: only on a terminal).
     """
