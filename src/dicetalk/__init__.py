@@ -23,6 +23,7 @@ _EXPORTS = {
     "DisentangledEmotionEmbedder": "dicetalk.models.emotion_embedder",
     "ExpressionEncoder": "dicetalk.models.expression_encoder",
     "ReferenceRefiner": "dicetalk.models.reference_refiner",
+    "FrameInterpolator": "dicetalk.models.frame_interpolator",
 }
 
 

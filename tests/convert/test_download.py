@@ -34,8 +34,9 @@ def test_download_from_a_mirror_writes_the_authors_layout_and_only_what_is_neede
     assert "DICE-Talk/unet.pth" in got and "DICE-Talk/emo_model.pth" in got
     assert "stable-video-diffusion-img2vid-xt/unet/diffusion_pytorch_model.fp16.safetensors" in got
     assert "whisper-tiny/model.safetensors" in got
-    # Nothing unsafe or unneeded: no pickles, no full-precision duplicates, no other frameworks.
-    assert not [g for g in got if g.endswith((".pkl", ".pt", ".bin", ".h5"))]
+    assert "RIFE/flownet.pkl" in got  # the frame interpolator: a torch pickle, read only with weights_only=True
+    # Nothing else unsafe or unneeded: no other pickles (face detector), no full-precision duplicates, no other frameworks.
+    assert [g for g in got if g.endswith((".pkl", ".pt", ".bin", ".h5"))] == ["RIFE/flownet.pkl"]
     assert "stable-video-diffusion-img2vid-xt/unet/diffusion_pytorch_model.safetensors" not in got
     assert "stable-video-diffusion-img2vid-xt/svd_xt.safetensors" not in got
 
@@ -52,6 +53,7 @@ def test_download_calls_huggingface_hub_for_each_repository(tmp_path, monkeypatc
     assert [c[0] for c in calls] == [s.repo_id for s in SOURCES]
     assert calls[0][1] == tmp_path / "ckpt" and calls[1][1] == tmp_path / "ckpt" / "stable-video-diffusion-img2vid-xt"
     assert all(c[3] == "main" for c in calls)
+    assert "RIFE/flownet.pkl" in calls[0][2] and "DICE-Talk/*.pth" in calls[0][2]
 
 
 def test_download_errors_are_one_line(tmp_path, capsys):

@@ -13,7 +13,7 @@ from .main import app
 
 @app.command("convert-official")
 def convert_official(
-    src: Path = typer.Argument(..., help="The release folder: DICE-Talk/*.pth, optionally stable-video-diffusion-img2vid-xt/, whisper-tiny/ and <emotion>.npy priors."),
+    src: Path = typer.Argument(..., help="The release folder: DICE-Talk/*.pth, optionally RIFE/flownet.pkl, stable-video-diffusion-img2vid-xt/, whisper-tiny/ and <emotion>.npy priors."),
     dst: Optional[Path] = typer.Argument(None, help="Output folder in dicetalk's layout (must not exist unless --overwrite; not needed with --check)."),
     config: str = typer.Option("svd-xt", help="Model configuration the release must match: svd-xt (the release), synthetic or tiny."),
     check: bool = typer.Option(False, "--check", help="Verify every file, name and shape; write nothing."),
@@ -44,7 +44,7 @@ def download(
     mirror: Path | None = typer.Option(None, help="Read the hub repositories from this local folder (MIRROR/<owner>/<name>/) instead."),
     revision: str | None = typer.Option(None, help="Hub revision (branch, tag or commit)."),
 ) -> None:
-    """Download the DICE-Talk release, SVD-xt (fp16) and whisper-tiny with huggingface_hub."""
+    """Download the DICE-Talk release (with its RIFE frame interpolator), SVD-xt (fp16) and whisper-tiny with huggingface_hub."""
     from ..convert.download import download_release
 
     download_release(target, mirror=mirror, revision=revision, progress=typer.echo)

@@ -3,6 +3,7 @@
 Layout written (what ``dicetalk convert-official`` and ``--weights`` read)::
 
     DIR/DICE-Talk/{unet,pose_guider,audio_linear,emo_model}.pth   (hub repo EEEELY/DICE-Talk)
+    DIR/RIFE/flownet.pkl                                           (same repo: the frame interpolator)
     DIR/stable-video-diffusion-img2vid-xt/...                      (stabilityai/stable-video-diffusion-img2vid-xt, fp16)
     DIR/whisper-tiny/...                                           (openai/whisper-tiny)
 
@@ -10,6 +11,12 @@ The eight emotion priors ship in the authors' code repository (``examples/emo/*.
 the hub: put them anywhere under DIR. Downloads go through ``huggingface_hub`` (resumable,
 cached, ``HF_TOKEN`` / ``HF_ENDPOINT`` honoured); ``mirror`` reads the same repositories from a
 local folder (``MIRROR/<owner>/<name>/...``) instead, for offline machines and tests.
+
+``RIFE/flownet.pkl`` is a torch pickle (the authors' README lists it in the same hub repository,
+``huggingface-cli download EEEELY/DICE-Talk --local-dir checkpoints``). Downloading it runs
+nothing; ``dicetalk convert-official`` reads it with ``torch.load(weights_only=True)`` and writes
+it as safetensors (:mod:`.rife`). The face detector ``yoloface_v5m.pt`` in that repository is not
+fetched: this project does not use it.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ._common import first_line
 
 
 @dataclass(frozen=True)
@@ -30,7 +38,7 @@ class Source:
 
 
 SOURCES = (
-    Source("EEEELY/DICE-Talk", "", ("DICE-Talk/*.pth",)),
+    Source("EEEELY/DICE-Talk", "", ("DICE-Talk/*.pth", "RIFE/flownet.pkl")),
     Source(
         "stabilityai/stable-video-diffusion-img2vid-xt",
         "stable-video-diffusion-img2vid-xt",
@@ -68,8 +76,7 @@ def download_release(target: str | Path, mirror: str | Path | None = None, revis
             try:
                 snapshot_download(repo_id=source.repo_id, local_dir=str(dest), allow_patterns=list(source.patterns), revision=revision)
             except (HfHubHTTPError, OSError, ValueError) as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise InputError(f"cannot download {source.repo_id}: {first}") from None
+                raise InputError(f"cannot download {source.repo_id}: {first_line(exc)}") from None
     return target
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DiceTalkError, InputError
+from ._common import first_line
 from .safe_pickle import MAX_FILE_BYTES, read_npy
 
 PRIOR_SUFFIXES = (".npy", ".safetensors", ".json")
@@ -82,7 +83,7 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
     except DiceTalkError:
         raise
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise InputError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+        raise InputError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
 
 
 def _read_json(path: Path) -> Any:
@@ -91,12 +92,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise InputError(f"{path}: not valid JSON ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise InputError(f"{path}: not valid JSON ({first_line(exc)})") from None
 
 
 def _validate(content: Any, prior_dim: int, source: str) -> Prior:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, UnsafeFileError
+from ._common import first_line
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """Refuse larger files: a prior is a few hundred floats, and this bounds memory for hostile input."""
@@ -106,14 +107,9 @@ def safe_unpickle(data: bytes, source: str = "<pickle>") -> Any:
     except UnsafeFileError:
         raise
     except (pickle.UnpicklingError, EOFError) as exc:
-        raise InputError(f"{source}: corrupt or truncated pickle data ({_first_line(exc)})") from None
+        raise InputError(f"{source}: corrupt or truncated pickle data ({first_line(exc)})") from None
     except (ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError, OverflowError, RecursionError) as exc:
-        raise InputError(f"{source}: malformed pickle data ({type(exc).__name__}: {_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise InputError(f"{source}: malformed pickle data ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def _read_npy_header(f, source: str) -> tuple[dict[str, Any], np.dtype]:
@@ -178,4 +174,4 @@ def read_npy(path: str | os.PathLike) -> Any:
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"{source}: truncated or malformed .npy data ({_first_line(exc)})") from None
+        raise InputError(f"{source}: truncated or malformed .npy data ({first_line(exc)})") from None

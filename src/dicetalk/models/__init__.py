@@ -10,5 +10,6 @@
 | ``unet`` + ``attention_processors`` | :class:`DiceTalkUNet` | Eq. 14 |
 | ``audio_encoder`` | Whisper encoder + per-frame windows | backbone |
 | ``reference_refiner`` | :class:`ReferenceRefiner` (decoded frame + portrait -> frame) | added: a small VAE's lost detail |
+| ``frame_interpolator`` | :class:`FrameInterpolator` (RIFE HDv3: 12.5 -> 25 fps) | the release's post-processing |
 | ``registry`` | :func:`build_components` for a named configuration | |
 """
