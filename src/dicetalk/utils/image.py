@@ -1,9 +1,7 @@
-"""Portrait loading, face detection and square cropping around the face.
+"""Portrait loading, the :class:`Box` type and a simple square crop around the face.
 
-Face detection uses OpenCV's Haar cascades, whose weights ship inside the
-``opencv-python-headless`` wheel: no download, no GPU. The crop is a square around the face
-(enlarged to take in hair and shoulders, like the training data), padded by edge replication
-when it leaves the image.
+Face detection, the release's crop and mask rules and alignment to a face layout live in
+:mod:`dicetalk.utils.faces`; :func:`detect_face` here returns the largest face's box from it.
 """
 
 from __future__ import annotations
@@ -66,22 +64,12 @@ class Box:
         return Box(cx - hw, cy - hh, cx + hw, cy + hh)
 
 
-_CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml")
-
-
 def detect_face(image: np.ndarray) -> Box | None:
-    """The largest frontal face in an RGB image, or None."""
-    import cv2
+    """The box of the largest face in an RGB image (WIDER FACE-style, see :mod:`.faces`), or None."""
+    from .faces import detect_face as detect
 
-    gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
-    min_side = max(24, min(gray.shape) // 10)
-    for name in _CASCADES:
-        cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, name))
-        faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
-        if len(faces):
-            x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
-            return Box(float(x), float(y), float(x + w), float(y + h))
-    return None
+    face = detect(image)
+    return None if face is None else face.box
 
 
 def crop_square(image: np.ndarray, box: Box) -> np.ndarray:
