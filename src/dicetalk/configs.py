@@ -39,6 +39,7 @@ SVD_UNET = dict(
     num_attention_heads=(5, 10, 20, 20),
     num_frames=25,
     condition_scales=(1.0, 1.0),
+    masked_condition_attention=True,  # the release gates audio and emotion by the face mask (spatial attn2)
 )
 
 

@@ -207,3 +207,63 @@ def test_init_condition_projections_from_image(unet):
     attn = unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2
     assert torch.equal(attn.processor.to_k_ip[1].weight, attn.to_k.weight)
     assert torch.equal(attn.processor.to_v_ip[0].weight, attn.to_v.weight)
+
+
+def _spatial_attention(seed=0, dim=16, heads=2, tokens=3):
+    torch.manual_seed(seed)
+    attn = Attention(query_dim=dim, cross_attention_dim=dim, heads=heads, dim_head=dim // heads)
+    ctx = ConditionContext()
+    proc = AudioEmotionAttnProcessor(hidden_size=dim, cross_attention_dim=dim, context=ctx, masked=True)
+    for p in proc.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    attn.set_processor(proc)
+    return attn, ctx, tokens
+
+
+def test_masked_condition_attention_acts_inside_the_face_only():
+    attn, ctx, t = _spatial_attention()
+    g = torch.Generator().manual_seed(1)
+    frames, grid = 2, 8
+    x = torch.randn(frames, grid * grid, 16, generator=g)
+    image = torch.randn(frames, 1, 16, generator=g)
+    ctx.streams = [torch.randn(1, frames, t, 16, generator=g), torch.randn(1, frames, t, 16, generator=g)]
+    ctx.batch_size, ctx.num_frames = 1, frames
+    unmasked = attn(x, encoder_hidden_states=image)
+    streams = ctx.streams
+    ctx.streams = [None, None]
+    image_only = attn(x, encoder_hidden_states=image)
+    ctx.streams = streams
+    face = torch.zeros(1, 1, 32, 32)
+    face[..., 4:28, 8:24] = 1.0  # the face box, on the frame's 32x32 pixels
+    ctx.face_mask, ctx.grid_masks = face, {}
+    masked = attn(x, encoder_hidden_states=image)
+    gate = ctx.mask_for(grid * grid, frames, torch.float32)[0, :, 0]  # the mask on the block's 8x8 grid
+    inside, outside = gate > 0.999, gate.abs() < 1e-3
+    assert inside.sum() >= 12 and outside.sum() >= 12
+    torch.testing.assert_close(masked[:, inside], unmasked[:, inside], atol=1e-5, rtol=0)  # as without a mask in the face
+    torch.testing.assert_close(masked[:, outside], image_only[:, outside], atol=1e-5, rtol=0)  # no speech or emotion outside
+    assert (masked[:, outside] - unmasked[:, outside]).abs().max() > 1e-2
+    # A full-frame mask is no mask at all.
+    ctx.face_mask, ctx.grid_masks = torch.ones(1, 1, 32, 32), {}
+    torch.testing.assert_close(attn(x, encoder_hidden_states=image), unmasked, atol=1e-5, rtol=0)
+
+
+def test_the_release_configuration_gates_spatial_blocks_by_the_face_mask(tiny_config):
+    torch.manual_seed(0)
+    unet = DiceTalkUNet(**{**tiny_config.unet, "masked_condition_attention": True}).eval()
+    masked = [m.processor.masked for n, m in unet.named_modules() if isinstance(m, Attention) and n.endswith("attn2")]
+    temporal = [m.processor.temporal for n, m in unet.named_modules() if isinstance(m, Attention) and n.endswith("attn2")]
+    assert masked == [not t for t in temporal]  # spatial attn2 only, as the release passes its masks
+    x = _inputs(tiny_config, batch=1)
+    size = tiny_config.image_size
+    plain = unet(**x).sample
+    torch.testing.assert_close(unet(**x, face_mask=torch.ones(1, 1, size, size)).sample, plain, atol=1e-5, rtol=0)
+    half = torch.zeros(1, 1, size, size)
+    half[..., : size // 2, :] = 1.0
+    assert (unet(**x, face_mask=half).sample - plain).abs().max() > 1e-3
+    # A model trained without the gate ignores the mask.
+    unmasked_model = DiceTalkUNet(**tiny_config.unet).eval()
+    torch.testing.assert_close(unmasked_model(**x, face_mask=half).sample, unmasked_model(**x).sample)
+    from dicetalk.configs import get_config
+
+    assert get_config("svd-xt").unet["masked_condition_attention"]  # the released weights run with the gate

@@ -110,11 +110,15 @@ def convert_official(
     check_free_space(dst, plan.nbytes)
 
     from ..pipeline.loading import default_scheduler, write_model_index
+    from ..pipeline.recipe import RELEASE
     from ..utils.atomic import atomic_dir
 
     with atomic_dir(dst) as tmp:
         write_components(plan, tmp, progress=progress)
         if "scheduler" not in plan.copies:  # the SVD folder brings one; otherwise SVD's defaults
             default_scheduler().save_pretrained(tmp / "scheduler")
-        write_model_index(tmp)  # a complete release (SVD + whisper + priors) becomes a DiceTalkPipeline folder
+        # A complete release (SVD + whisper + priors) becomes a DiceTalkPipeline folder that samples as the
+        # authors' code does; without the frame interpolator its videos stay at the generated 12.5 fps.
+        recipe = RELEASE if "frame_interpolator" in plan.components else RELEASE.replace(fps=RELEASE.generated_fps, interpolation=1)
+        write_model_index(tmp, recipe=recipe)
     return plan

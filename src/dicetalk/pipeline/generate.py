@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from ..errors import Cancelled, InputError
-from ..utils.image import crop_portrait, detect_face, face_region_mask, load_image
+from ..utils.faces import FaceLayout, layout_face_mask
 from ..utils.media import SPEECH_SAMPLE_RATE, VideoWriter, read_audio
 from .emotion_condition import EmotionSchedule, parse_emotion
+from .portrait import Portrait, prepare_portrait
 from .recipe import SamplingRecipe, parse_recipe
 
 SILENCE_RMS = 1e-4
@@ -79,17 +80,32 @@ def load_speech(path: Path, max_seconds: float) -> np.ndarray:
     return audio
 
 
-def prepare_portrait(path: Path, crop: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """The portrait (cropped square around the face unless ``crop`` is False) and its face mask."""
-    image = load_image(path)
+def portrait_for(path: Path, crop: bool, layout: FaceLayout | None) -> Portrait:
+    """The portrait and face mask a model expects: the release's crop and mask rule, or, for a model
+    trained on another face layout (the embedded default model), a crop aligned to that layout and the
+    mask its training used. ``crop`` False: the image as it is (a layout model then gets no mask)."""
+    if layout is None:
+        return prepare_portrait(path, "release" if crop else "none")
+    portrait = prepare_portrait(path, "layout" if crop else "none", layout)
     if not crop:
-        return image, None
-    face = detect_face(image)
-    if face is None:
-        raise InputError(f"{path}: no face found (use --no-crop to animate the whole image as it is)")
-    portrait, face_in_crop = crop_portrait(image, face)
-    mask = face_region_mask(face_in_crop, portrait.shape[0], portrait.shape[0])
-    return portrait, mask
+        return Portrait(portrait.image, None, portrait.face)
+    return Portrait(portrait.image, layout_face_mask(layout, portrait.image.shape[0]), portrait.face)
+
+
+def face_layout_of(weights: Path | None) -> FaceLayout | None:
+    """The face layout stored with a weights folder (``model_index.json``), read without loading it."""
+    import json
+
+    from .loading import DEFAULT_MODEL_DIR
+
+    index = Path(weights or DEFAULT_MODEL_DIR) / "model_index.json"
+    if not index.is_file():
+        return None  # the authors' release (converted when loaded) or a folder load_pipeline will refuse
+    try:
+        layout = json.loads(index.read_text()).get("face_layout")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return FaceLayout.from_dict(layout) if layout else None
 
 
 def resize_short_side(frames: np.ndarray, size: int) -> np.ndarray:
@@ -159,7 +175,8 @@ def generate(
     if opts.output.exists() and opts.output.is_dir():
         raise InputError(f"output {opts.output} is a directory")
     device = resolve_device(opts.device)
-    portrait, mask = prepare_portrait(opts.image, opts.crop)
+    layout = face_layout_of(opts.weights) if pipeline is None else pipeline.face_layout
+    portrait = portrait_for(opts.image, opts.crop, layout)
     audio = load_speech(opts.audio, opts.max_seconds)
 
     if pipeline is None:
@@ -178,7 +195,7 @@ def generate(
             writer.write(frames if opts.size is None else resize_short_side(frames, opts.size))
 
         pipe(
-            portrait, audio, priors, recipe=recipe, face_mask=mask, windows_per_batch=opts.windows_per_batch,
+            portrait.image, audio, priors, recipe=recipe, face_mask=portrait.mask, windows_per_batch=opts.windows_per_batch,
             generator=generator, frame_sink=sink, progress=report,
         )  # fmt: skip
         report("write")

@@ -37,8 +37,9 @@ PIPELINE_COMPONENTS = {
     "expression_encoder": ["dicetalk.models.expression_encoder", "ExpressionEncoder"],
     "discriminator": ["dicetalk.models.discriminator", "EmotionDiscriminator"],
     "refiner": ["dicetalk.models.reference_refiner", "ReferenceRefiner"],
+    "frame_interpolator": ["dicetalk.models.frame_interpolator", "FrameInterpolator"],
 }
-OPTIONAL_COMPONENTS = ("emotion_embedder", "expression_encoder", "discriminator", "refiner")
+OPTIONAL_COMPONENTS = ("emotion_embedder", "expression_encoder", "discriminator", "refiner", "frame_interpolator")
 
 
 def write_model_index(folder: str | os.PathLike, recipe=None) -> bool:
@@ -82,6 +83,9 @@ def is_release_folder(folder: Path) -> bool:
     return any((d / "unet.pth").is_file() and (d / "emo_model.pth").is_file() for d in (folder / "DICE-Talk", folder))
 
 
+CONVERSION_VERSION = "2"  # 2: the release's sampling recipe and frame interpolator in the folder
+
+
 def converted_release(folder: Path) -> Path:
     """The release converted once into the project's layout, under the cache directory."""
     import hashlib
@@ -93,6 +97,7 @@ def converted_release(folder: Path) -> Path:
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
         st = f.stat()
         h.update(f"{f.relative_to(folder)}:{st.st_size}:{int(st.st_mtime)}".encode())
+    h.update(CONVERSION_VERSION.encode())  # a release converted by an older dicetalk is converted again
     target = default_cache_dir() / "converted" / h.hexdigest()[:16]
     if not (target / "model_index.json").is_file():
         import sys
@@ -171,13 +176,14 @@ def _legacy_recipe(folder: Path) -> dict:
 def build_random_pipeline(config: str = "tiny", seed: int = 0, device: str | torch.device = "cpu", recipe=None):
     """A pipeline of freshly initialised components (tests, benchmarks, new training runs).
 
-    ``recipe``: its sampling recipe (None: the release's for ``svd-xt``, without frame interpolation; the
-    defaults otherwise).
+    ``recipe``: its sampling recipe (None: the release's for ``svd-xt``, which comes with a random frame
+    interpolator as the release's RIFE; the defaults otherwise).
     """
+    from ..models.frame_interpolator import FrameInterpolator
     from .recipe import RELEASE, SamplingRecipe
 
     if recipe is None:
-        recipe = RELEASE.replace(interpolation=1) if config == "svd-xt" else SamplingRecipe()
+        recipe = RELEASE if config == "svd-xt" else SamplingRecipe()
 
     from ..models.audio_encoder import whisper_feature_extractor
     from ..models.emotion_priors import EmotionPriors
@@ -205,6 +211,7 @@ def build_random_pipeline(config: str = "tiny", seed: int = 0, device: str | tor
         expression_encoder=parts.get("expression_encoder"),
         discriminator=parts["discriminator"],
         refiner=parts.get("refiner"),
+        frame_interpolator=FrameInterpolator().to(device) if config == "svd-xt" else None,
         recipe=recipe.to_dict(),
     )
 

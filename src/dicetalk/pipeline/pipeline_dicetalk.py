@@ -91,6 +91,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         refiner=None,
         frame_interpolator=None,
         recipe: dict | None = None,
+        face_layout: dict | None = None,
     ):
         super().__init__()
         self.register_modules(
@@ -110,6 +111,8 @@ class DiceTalkPipeline(DiffusionPipeline):
             refiner=refiner,
             frame_interpolator=frame_interpolator,
         )
+        # Where the training faces sit in the frame (None: real faces, framed by the release's crop rule).
+        self.register_to_config(face_layout=face_layout)
         # The sampling recipe this model was tuned for (saved in model_index.json); the scheduler names its sampler.
         self.set_recipe(SamplingRecipe.from_dict(recipe, "model_index.json") if recipe else SamplingRecipe(sampler=_sampler_of(scheduler)))
 
@@ -123,6 +126,13 @@ class DiceTalkPipeline(DiffusionPipeline):
         self.register_to_config(**{RECIPE_KEY: recipe.validated().to_dict()})
         if not isinstance(self.scheduler, SCHEDULERS[recipe.sampler]):
             self.register_modules(scheduler=scheduler_for(recipe.sampler, self.scheduler))
+
+    @property
+    def face_layout(self):
+        """The :class:`~dicetalk.utils.faces.FaceLayout` of the model's training faces, or None (real faces)."""
+        from ..utils.faces import FaceLayout
+
+        return FaceLayout.from_dict(self.config.face_layout) if self.config.face_layout else None
 
     @property
     def vae_scale_factor(self) -> int:

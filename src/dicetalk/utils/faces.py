@@ -364,13 +364,23 @@ class FaceLayout:
 
     ``eye_y``: height of the eyes' midpoint; ``mouth_y``: height of the mouth centre;
     ``centre_x``: the eyes' midpoint across; ``face_width``: cheek-to-cheek width (for reference:
-    :func:`layout_crop` matches the eyes and mouth, which carry the lip-sync, not the width).
+    :func:`layout_crop` matches the eyes and mouth, which carry the lip-sync, not the width);
+    ``face_box``: the training faces' mean box ``(x0, y0, x1, y1)``, from which the model's face
+    mask was made in training (:func:`layout_face_mask`).
     """
 
     eye_y: float
     mouth_y: float
     centre_x: float = 0.5
     face_width: float = 0.6
+    face_box: tuple[float, float, float, float] = (0.2, 0.2, 0.8, 0.8)
+
+    def to_dict(self) -> dict:
+        return {"eye_y": self.eye_y, "mouth_y": self.mouth_y, "centre_x": self.centre_x, "face_width": self.face_width, "face_box": list(self.face_box)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "FaceLayout":
+        return cls(**{**values, "face_box": tuple(values.get("face_box", cls.face_box))})
 
     def __post_init__(self) -> None:
         if not 0.0 < self.eye_y < self.mouth_y < 1.0:
@@ -379,7 +389,7 @@ class FaceLayout:
             raise ValueError(f"centre_x must be in (0, 1) and face_width in (0, 1.5], got {self.centre_x}, {self.face_width}")
 
 
-SYNTHETIC_LAYOUT = FaceLayout(eye_y=0.474, mouth_y=0.697, centre_x=0.499, face_width=0.604)
+SYNTHETIC_LAYOUT = FaceLayout(eye_y=0.474, mouth_y=0.697, centre_x=0.499, face_width=0.604, face_box=(0.196, 0.116, 0.8, 0.855))
 """The synthetic world's layout (the embedded default model's training faces), as measured by
 :func:`measure_synthetic_layout` over 200 identities x 16 head poses (std over faces: 0.013-0.018).
 Its eye-to-mouth distance is 0.36 face widths where real faces have about 0.47: cartoon heads are
@@ -416,9 +426,17 @@ def measure_synthetic_layout(identities: int = 200, poses: int = 16, seed: int =
             # The renderer's projection of points on the face surface (the lips stand 0.05 off it).
             pts = renderer._project(features, np.array([0.0, 0.0, 0.05])) / size  # noqa: SLF001 (face_box set the pose)
             eyes = (pts[0] + pts[1]) / 2
-            rows.append((eyes[1], pts[2][1], eyes[0], box[2] - box[0]))
-    eye_y, mouth_y, centre_x, width = np.mean(rows, axis=0)
-    return FaceLayout(round(float(eye_y), 3), round(float(mouth_y), 3), round(float(centre_x), 3), round(float(width), 3))
+            rows.append((eyes[1], pts[2][1], eyes[0], box[2] - box[0], *box))
+    eye_y, mouth_y, centre_x, width, *box = (round(float(v), 3) for v in np.mean(rows, axis=0))
+    return FaceLayout(eye_y, mouth_y, centre_x, width, tuple(box))
+
+
+def layout_face_mask(layout: FaceLayout, size: int) -> np.ndarray:
+    """The face mask a model trained on ``layout``'s faces saw: its mean face box enlarged 1.25x, as
+    training makes it (:func:`dicetalk.data.datasets.face_mask`), float (size, size) in {0, 1}."""
+    from ..data.datasets import face_mask
+
+    return face_mask(np.array([layout.face_box], np.float32), size)
 
 
 def layout_crop_box(face: Face, layout: FaceLayout) -> tuple[int, int, int]:
