@@ -40,3 +40,16 @@ def test_workspace_discards_only_its_own_uploads(tmp_path):
         assert outside.exists() and not upload.parent.exists() and ws.results.is_dir()
     finally:
         ws.close()
+
+
+def test_duration_model_learns_overhead_and_seconds_per_work():
+    from dicetalk.ui.jobs import DurationModel
+
+    model = DurationModel()
+    assert model.predict(2.0, 10) is None
+    model.record(2.0, 10, 11.0)
+    assert model.predict(4.0, 10) == pytest.approx(22.0)  # one job: proportional
+    for seconds, steps in ((4.0, 10), (8.0, 5)):
+        model.record(seconds, steps, 1.0 + 0.5 * seconds * steps)  # 1 s of overhead, 0.5 s per unit
+    assert model.predict(6.0, 10) == pytest.approx(31.0)
+    assert model.predict(None, 10) == pytest.approx((11.0 + 21.0 + 21.0) / 3)  # unknown length: the mean job
