@@ -53,3 +53,33 @@ def test_duration_model_learns_overhead_and_seconds_per_work():
         model.record(seconds, steps, 1.0 + 0.5 * seconds * steps)  # 1 s of overhead, 0.5 s per unit
     assert model.predict(6.0, 10) == pytest.approx(31.0)
     assert model.predict(None, 10) == pytest.approx((11.0 + 21.0 + 21.0) / 3)  # unknown length: the mean job
+
+
+def test_public_message_hides_server_paths():
+    from dicetalk.ui.checks import public_message
+
+    upload = "/tmp/dicetalk-ui-1-x/gradio/5f3e/holiday photo.png"
+    assert public_message(InputError(f"{upload}: not a readable image"), {upload: "portrait"}) == "portrait: not a readable image"
+    assert public_message("cannot open /srv/models/tiny/unet.safetensors: bad header") == "cannot open a server file: bad header"
+    assert public_message("denoising (3/40) at C:\\data\\x.wav\nTraceback ...") == "denoising (3/40) at a server file"
+
+
+def test_login_options_and_the_host_rule(tmp_path):
+    from dicetalk.ui.checks import check_exposure, is_local_host, parse_auth
+
+    assert all(map(is_local_host, ("127.0.0.1", "localhost", "::1", "127.0.1.1")))
+    assert not any(map(is_local_host, ("0.0.0.0", "::", "192.168.1.5", "example.org")))
+    logins = tmp_path / "logins"
+    logins.write_text("# team\nann:pa:ss\n\nbob:x\n")
+    assert parse_auth(["eve:1"], logins) == [("eve", "1"), ("ann", "pa:ss"), ("bob", "x")]
+    for bad in (["ann"], [":pw"], ["ann:"]):
+        with pytest.raises(InputError, match="expected user:password"):
+            parse_auth(bad, None)
+    with pytest.raises(InputError, match="line 1: expected user:password"):
+        (tmp_path / "bad").write_text("ann\n")
+        parse_auth(None, tmp_path / "bad")
+    check_exposure("127.0.0.1", [], insecure=False)
+    check_exposure("0.0.0.0", [("ann", "x")], insecure=False)
+    check_exposure("0.0.0.0", [], insecure=True)
+    with pytest.raises(InputError, match="--host 0.0.0.0 opens the page to the network"):
+        check_exposure("0.0.0.0", [], insecure=False)
