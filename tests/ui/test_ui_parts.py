@@ -83,3 +83,21 @@ def test_login_options_and_the_host_rule(tmp_path):
     check_exposure("0.0.0.0", [], insecure=True)
     with pytest.raises(InputError, match="--host 0.0.0.0 opens the page to the network"):
         check_exposure("0.0.0.0", [], insecure=False)
+
+
+def test_running_job_ends_at_its_own_pace_and_paces_the_queue():
+    from dicetalk.ui.jobs import JobBoard
+
+    board = JobBoard()
+    assert board.remaining_seconds() == 0.0 and board.pace() == 1.0
+    board.model.record(2.0, 5, 10.0)
+    job = board.start("s", 2.0, 5)
+    assert job.predicted == pytest.approx(10.0)
+    job.started -= 6.0  # 6 s in, 30 % done: on course for 20 s, twice the prediction
+    job.fraction = 0.05
+    assert board.remaining_seconds() == pytest.approx(4.0, abs=0.1) and board.pace() == 1.0  # too early to tell
+    job.fraction = 0.3
+    assert board.remaining_seconds() == pytest.approx(14.0, abs=0.1)
+    assert board.pace() == pytest.approx(2.0, rel=0.02)
+    board.finish(job, succeeded=True)  # after 6 s: the model now expects (10 + 6) / 2
+    assert board.wait_idle(0.0) and board.model.predict(2.0, 5) == pytest.approx(8.0, abs=0.1)

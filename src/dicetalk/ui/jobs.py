@@ -67,6 +67,11 @@ class DurationModel:
         return a + b * max(audio_seconds, 1e-3) * max(steps, 1)
 
 
+# From this share of its progress on, a job's own pace predicts its end better than the recent jobs
+# do (on a shared machine the pace changes with the load).
+OWN_PACE_FROM = 0.15
+
+
 @dataclass
 class RunningJob:
     session: str | None
@@ -74,7 +79,20 @@ class RunningJob:
     steps: int
     started: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)
-    predicted: float | None = None
+    predicted: float | None = None  # seconds, from the recent jobs
+    fraction: float = 0.0  # its progress, as reported by generate
+
+    def projected(self, now: float | None = None) -> float | None:
+        """Expected total seconds: from its own pace once well under way, else the prediction."""
+        elapsed = (time.monotonic() if now is None else now) - self.started
+        if self.fraction >= OWN_PACE_FROM and elapsed > 0:
+            return elapsed / self.fraction
+        return self.predicted
+
+    def left(self, now: float | None = None) -> float | None:
+        now = time.monotonic() if now is None else now
+        total = self.projected(now)
+        return None if total is None else max(0.0, total - (now - self.started))
 
 
 class JobBoard:
@@ -139,10 +157,21 @@ class JobBoard:
         now = time.monotonic()
         total = 0.0
         for job in self.running():
-            if job.predicted is None:
+            left = job.left(now)
+            if left is None:
                 return None
-            total += max(0.0, job.predicted - (now - job.started))
+            total += left
         return total
+
+    def pace(self) -> float:
+        """How much slower (> 1) or faster than predicted the running job goes, from its own
+        progress; 1 when unknown. Scales the estimates of the jobs waiting behind it."""
+        now = time.monotonic()
+        for job in self.running():
+            projected = job.projected(now)
+            if job.fraction >= OWN_PACE_FROM and job.predicted and projected:
+                return min(5.0, max(0.2, projected / job.predicted))
+        return 1.0
 
 
 class QueueView:
@@ -199,9 +228,11 @@ class QueueView:
         """``(event, rank, wait, eta)`` of every waiting job: the seconds until it starts and
         until its result is ready (None while no job has finished yet)."""
         ahead = self.board.remaining_seconds()
+        pace = self.board.pace()
         out = []
         for rank, event in enumerate(self.waiting()):
             own = self._predicted(event)
+            own = None if own is None else own * pace
             eta = None if ahead is None or own is None else ahead + own
             out.append((event, rank, ahead, eta))
             ahead = None if ahead is None or own is None else ahead + own
