@@ -296,6 +296,19 @@ def test_login_is_enforced(tiny_weights, temp_base, client, speech_wav, tmp_path
         srv.close()
 
 
+def test_busy_port_is_one_line_and_leaves_nothing(tiny_weights, tmp_path):
+    from dicetalk.errors import InputError
+    from dicetalk.ui.app import launch
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(InputError, match=f"cannot serve on 127.0.0.1:{port} .*; pick another --port"):
+            launch(tiny_weights, port=port, block=False, device="cpu", temp_base=tmp_path)
+    assert _files(tmp_path) == []
+
+
 # ---------------------------------------------------------------------------- the command
 
 

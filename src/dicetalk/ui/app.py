@@ -118,6 +118,9 @@ class DiceTalkUI:
         self.default_steps = int(self.pipe.config.default_steps)
         self.board = JobBoard()
         self._pipe_lock = threading.Lock()
+        # Submissions are checked outside the queue, in gradio's threads: decode two at a time at most
+        # (a 64-Mpx portrait takes about 200 MB while it is checked).
+        self._checking = threading.BoundedSemaphore(2)
         self.blocks, self.queue_view = self._build()
 
     # ------------------------------------------------------------------ inputs
@@ -243,7 +246,8 @@ class DiceTalkUI:
             raise gr.Error(page_text(f"you already have {many} in the queue; wait for the result before submitting another"), print_exception=False)
         verdict = [gr.validate(True, "") for _ in INPUTS]
         try:
-            self.check(dict(zip(INPUTS, inputs)), decode=True)
+            with self._checking:
+                self.check(dict(zip(INPUTS, inputs)), decode=True)
         except Rejected as rejected:
             self._discard(rejected)
             log.info("rejected a job: %s", rejected.message)
@@ -394,6 +398,16 @@ class UIServer:
         self._point_gradio_at(str(self.workspace.gradio))
         try:
             self.ui = DiceTalkUI(self.weights, self.device, self.settings, self.workspace)
+            self._launch()
+            self.port = self.ui.blocks.server_port
+            self.ui.queue_view.install_estimates()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _launch(self) -> None:
+        try:
             self.ui.blocks.launch(
                 server_name=self.host,
                 server_port=self.port,
@@ -404,13 +418,12 @@ class UIServer:
                 quiet=True,
                 auth=self.auth,
                 auth_message="dicetalk: log in" if self.auth else None,
+                # Gradio's run history keeps the inputs and results in the browser, and offers to
+                # upload them to a Hugging Face bucket: portraits and voices stay on this machine.
+                run_history=False,
             )
-            self.port = self.ui.blocks.server_port
-            self.ui.queue_view.install_estimates()
-        except BaseException:
-            self.close()
-            raise
-        return self
+        except OSError as exc:  # gradio: "Cannot find empty port in range ..."
+            raise InputError(f"cannot serve on {self.host}:{self.port} ({exc.strerror or 'the port is in use'}); pick another --port") from None
 
     def shutdown(self, grace: float | None = None, force: threading.Event | None = None) -> None:
         """Stop taking jobs, tell the waiting clients, give the running job ``grace`` seconds
