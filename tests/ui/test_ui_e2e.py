@@ -243,14 +243,28 @@ def test_progress_moves_during_denoising(server, client, portrait_png, speech_wa
     print(f"first progress update {first:.2f} s after submitting; {len(seen)} distinct updates")
 
 
-def test_queue_shows_place_and_expected_wait(server, client, portrait_png, speech_wav, tmp_path):
-    """A second job queued behind a first sees its place and an expected wait from the recent jobs;
-    a session may not queue a second job of its own."""
+def test_queue_shows_place_and_expected_wait(server, client, browser, portrait_png, speech_wav, tmp_path):
+    """Jobs queued behind a running one see their place and an expected wait (on the page and in
+    gradio_client's status), the later one longer; a session may not queue a second job of its own."""
+    import re
+
     import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
 
     first, second = client(), client()
     if server.ui.board.model.predict(2.0, 2) is None:  # the estimate needs a finished job
         first.predict(**_job_args(portrait_png, speech_wav), api_name="/generate")
+    browser.get(server.url)
+    wait = WebDriverWait(browser, 60)
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#portrait input[type=file]")))
+    browser.find_element(By.CSS_SELECTOR, "#portrait input[type=file]").send_keys(str(portrait_png))
+    browser.find_element(By.CSS_SELECTOR, "#speech input[type=file]").send_keys(str(speech_wav))
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#portrait img")))
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#speech audio, #speech [data-testid='waveform-x']")))
+    time.sleep(1)
+
     running = first.submit(**_job_args(portrait_png, _speech(tmp_path / "four.wav", 4.0), steps=2), api_name="/generate")
     while not (running.status().progress_data or running.done()):
         time.sleep(0.02)
@@ -258,21 +272,30 @@ def test_queue_shows_place_and_expected_wait(server, client, portrait_png, speec
         first.predict(**_job_args(portrait_png, speech_wav), api_name="/generate")
     assert info.value.response.status_code == 400
     assert "you already have a job in the queue" in info.value.response.text
+
     queued_at = time.monotonic()
-    waiting = second.submit(**_job_args(portrait_png, speech_wav), api_name="/generate")
+    browser.find_element(By.CSS_SELECTOR, "#generate").click()
+    place = re.compile(r"queue: (\d+)/(\d+) \| [\d.]+/([\d.]+)s")
+    on_page = WebDriverWait(browser, 60, poll_frequency=0.05).until(
+        lambda d: place.search(d.execute_script("const r = document.querySelector('#result'); return r ? r.innerText : '';") or "")
+    )
+    assert on_page.group(1) == "1" and float(on_page.group(3)) > 0  # first in line, with a wait in seconds
+    later = second.submit(**_job_args(portrait_png, speech_wav), api_name="/generate")
     shown = None
-    while not waiting.done():
-        status = waiting.status()
-        if status.code.name == "IN_QUEUE" and status.eta is not None and shown is None:
+    while shown is None and not later.done():
+        status = later.status()
+        if status.code.name == "IN_QUEUE" and status.eta is not None and status.rank == 1:
             shown = status
-        if status.code.name in ("PROCESSING", "PROGRESS"):
-            break
         time.sleep(0.02)
+    assert shown is not None and shown.queue_size == 2
+    assert shown.eta > float(on_page.group(3)) - (time.monotonic() - queued_at)  # it waits for the page's job too
+    WebDriverWait(browser, 120, poll_frequency=0.05).until(
+        lambda d: not place.search(d.execute_script("const r = document.querySelector('#result'); return r ? r.innerText : '';") or "")
+    )
     real_wait = time.monotonic() - queued_at
-    assert shown is not None and shown.rank == 0 and shown.queue_size == 1
-    assert shown.eta > 0
-    running.result(), waiting.result()
-    print(f"queue wait shown {shown.eta:.1f} s, real {real_wait:.1f} s")
+    running.result(), later.result()
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#result video[src]")))
+    print(f"queue wait shown on the page {float(on_page.group(3)):.1f} s, real {real_wait:.1f} s; second in line shown {shown.eta:.1f} s")
 
 
 def test_login_is_enforced(tiny_weights, temp_base, client, speech_wav, tmp_path):
