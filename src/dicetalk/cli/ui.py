@@ -12,12 +12,34 @@ from .main import app
 @app.command()
 def ui(
     weights: Path | None = typer.Option(None, help="Weights folder (default: the embedded model)."),
-    host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the page to your network."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; anything but loopback (e.g. 0.0.0.0) needs --auth/--auth-file or --insecure."),
     port: int = typer.Option(7860),
-    max_upload_mb: int = typer.Option(50, help="Largest accepted upload."),
     device: str = typer.Option("auto"),
-) -> None:
-    """Serve the web UI (Gradio) on http://HOST:PORT."""
-    from ..ui.app import launch
+    auth: list[str] | None = typer.Option(
+        None, help="Require a login, user:password (repeatable). Visible to other users of this machine in the process list: prefer --auth-file."
+    ),
+    auth_file: Path | None = typer.Option(None, help="Require a login: a file of user:password lines (# comments)."),
+    insecure: bool = typer.Option(False, "--insecure", help="Serve a non-loopback --host without a login."),
+    max_upload_mb: int = typer.Option(50, min=1, help="Largest accepted upload."),
+    max_audio_seconds: float = typer.Option(60.0, min=1.0, help="Longest accepted speech (a CPU spends several seconds per second of speech)."),
+    max_steps: int = typer.Option(50, min=1, help="Most denoising steps a job may ask for."),
+    jobs_per_session: int = typer.Option(1, min=0, help="Jobs one browser session may have waiting or running (0: no limit)."),
+    queue_size: int = typer.Option(16, min=1, help="Jobs that may wait in the queue."),
+    keep_minutes: float = typer.Option(60.0, min=1.0, help="Uploads and results are deleted this long after they were made (all of them at exit)."),
+    grace_seconds: float = typer.Option(
+        5.0, min=0.0, help="On SIGTERM/SIGINT, how long the running job may go on before it is cancelled (keep it below your service manager's kill timeout)."
+    ),
+) -> int:
+    """Serve the web UI (Gradio) on http://HOST:PORT until SIGTERM or Ctrl-C."""
+    from ..ui.checks import check_exposure, parse_auth
 
-    launch(weights, host=host, port=port, max_upload_mb=max_upload_mb, device=device)
+    logins = parse_auth(auth, auth_file)
+    check_exposure(host, logins, insecure)  # before loading anything
+    from ..ui.app import UISettings, UIServer, configure_logging, serve
+
+    settings = UISettings(
+        max_upload_mb=max_upload_mb, max_audio_seconds=max_audio_seconds, max_steps=max_steps, jobs_per_session=jobs_per_session,
+        queue_size=queue_size, keep_minutes=keep_minutes, grace_seconds=grace_seconds,
+    )  # fmt: skip
+    configure_logging()
+    return serve(UIServer(weights, device, host, port, settings, auth=logins, insecure=insecure))
