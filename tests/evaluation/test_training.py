@@ -98,3 +98,15 @@ def test_bad_training_inputs_give_one_line(eval_world, tmp_path, capsys, args, m
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_mouth_judge_needs_the_worlds_description(eval_world, tmp_path, capsys):
+    import shutil
+
+    world = tmp_path / "world"
+    shutil.copytree(eval_world, world)
+    (world / "world.json").unlink()
+    code = main(["train-judges", str(world), "--out", str(tmp_path / "out"), "--max-steps", "1", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no world.json" in err[0] and "--only emotion,identity,sync" in err[0], err
+    assert not (tmp_path / "out").exists()

@@ -506,7 +506,10 @@ def train_judges(
     if not train_clips:
         raise InputError(f"{dataset_dir}: no complete clips of training identities")
     kept, previous = _kept_judges(out, tuple(opts.judges))
-    traits = mouth_traits(dataset_dir) if "mouth" in opts.judges else None
+    try:
+        traits = mouth_traits(dataset_dir) if "mouth" in opts.judges else None
+    except InputError as exc:
+        raise InputError(f"{exc}; without it, train the other judges: --only emotion,identity,sync") from None
     started = time.perf_counter()
     decoded = _decode(train_clips, progress, "read train clips")
     data = prepare_training_data(decoded, opts.frame_stride, SyncJudge().config.max_offset, traits)
