@@ -20,6 +20,11 @@ a paired-bootstrap 95 % interval (the pairs resampled), whether it excludes 0, a
 "no difference": Wilcoxon's signed-rank test for continuous measures, the exact sign test
 (McNemar's) on the discordant pairs for Emo-Score. FID / FVD are distribution distances with
 no per-video value and are not compared.
+
+With few clips (the 16 of ``docs/results.md``) the percentile bootstrap runs narrow — it does
+not know the data are discrete or few — so an interval can exclude 0 while the exact test
+gives p > 0.05 (e.g. 5 of 16 clips turning right, none wrong: interval [0.125, 0.562],
+sign test p = 0.0625). Read both; the test is the stricter.
 """
 
 from __future__ import annotations
