@@ -1,4 +1,7 @@
-"""``dicetalk evaluate``: generated videos with sidecars, ground truth, embeddings, bad inputs."""
+"""``dicetalk evaluate``: generated videos with sidecars, ground truth, embeddings, bad inputs.
+
+The shipped judges score clips of `heldout_world` (conftest): people they never trained on.
+"""
 
 import json
 
@@ -6,15 +9,20 @@ import numpy as np
 import pytest
 
 from dicetalk.cli.main import main
-from dicetalk.evaluation.evaluate import REPORT_KEYS
+from dicetalk.evaluation.evaluate import MOUTH_KEYS, REPORT_KEYS
 from dicetalk.utils.media import read_video, write_video
 
-SOURCES = ["mead/mead_003/happy/level_3/001", "mead/mead_003/surprised/level_3/001", "mead/mead_003/neutral/level_1/001"]
+SOURCES = ["mead/mead_023/happy/level_3/001", "mead/mead_023/surprised/level_3/001", "mead/mead_023/neutral/level_1/001"]
+
+
+@pytest.fixture(scope="module")
+def eval_world(heldout_world):
+    return heldout_world
 
 
 @pytest.fixture(scope="module")
 def generated(eval_world, tmp_path_factory):
-    """Three "generated" videos: test clips of the tiny world re-encoded at 96 px, with sidecars."""
+    """Three "generated" videos: test clips of the held-out world re-encoded at 96 px, with sidecars."""
     import cv2
 
     out = tmp_path_factory.mktemp("generated")
@@ -39,13 +47,37 @@ def test_evaluate_writes_every_key(eval_world, generated, tmp_path, capsys):
     report = json.loads(report_path.read_text())
     assert set(REPORT_KEYS) <= set(report)
     assert report["num_videos"] == 3 and len(report["videos"]) == 3
-    for key in ("emo_score", "emo_score_all8", "fsim", "sync_c", "sync_d", "fid", "fvd"):
+    for key in ("emo_score", "emo_score_all8", "fsim", "sync_c", "sync_d", "fid", "fvd", *MOUTH_KEYS):
         assert isinstance(report[key], float), key
+        ci = report[f"{key}_ci"]
+        assert ci["value"] == report[key] and ci["low"] <= ci["high"], key
+        if key not in ("emo_score", "emo_score_all8", "fid", "fvd"):  # a mean lies inside its interval
+            assert ci["low"] <= ci["value"] <= ci["high"], key
+    assert report["split"] == "test" and report["bootstrap"]["resamples"] == 1000 and report["bootstrap"]["seed"] == 0
     row = report["videos"][0]
     assert row["resolution"] == [96, 96] and row["audio"] == "video" and row["source"] == SOURCES[0]
     assert row["emotion"] == "happy" and row["predicted"] in ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
+    # The videos are their sources re-encoded at another size: the mouth stays where the truth has it.
+    assert all(r["mouth_error"] < 1.0 and r["mouth_open_corr"] > 0.8 for r in report["videos"]), [(r["mouth_error"], r["mouth_open_corr"]) for r in report["videos"]]
     out = capsys.readouterr().out
     assert "Emo-Score" in out and "Sync-C" in out and "video_0.mp4" in out
+    assert "F-SIM" in out and f"{report['fsim']:.3f} [{report['fsim_ci']['low']:.3f}, {report['fsim_ci']['high']:.3f}]" in out
+    assert "mouth error, LMD-style" in out and "95 % bootstrap over 3 clips" in out
+
+
+def test_intervals_are_seeded_and_follow_the_number_of_resamples(eval_world, generated, tmp_path):
+    paths = [tmp_path / f"r{k}.json" for k in range(3)]
+    for path, extra in zip(paths, (["--seed", "3"], ["--seed", "3"], ["--seed", "4", "--resamples", "50"])):
+        assert main(["evaluate", str(generated), "--reference", str(eval_world), "--json", str(path), "--quiet", *extra]) == 0
+    a, b, c = (json.loads(p.read_text()) for p in paths)
+    assert a["sync_c_ci"] == b["sync_c_ci"] and a["fvd_ci"] == b["fvd_ci"]
+    assert c["sync_c_ci"] != a["sync_c_ci"] and c["bootstrap"]["resamples"] == 50 and c["bootstrap"]["frechet_resamples"] == 50
+    assert c["sync_c"] == a["sync_c"]  # the figures themselves do not depend on the resampling
+
+
+def test_sources_outside_the_split_are_skipped(eval_world, generated, tmp_path, capsys):
+    line = _one_line_error(capsys, main(["evaluate", str(generated), "--reference", str(eval_world), "--split", "val", "--quiet"]))
+    assert "no usable generated videos" in line and "not val" in line
 
 
 def test_missing_sidecars_and_sources_are_skipped_with_a_warning(eval_world, generated, tmp_path, capsys):
@@ -70,11 +102,14 @@ def test_ground_truth_mode_scores_reference_clips_and_checks_the_judges(eval_wor
     report_path = tmp_path / "gt.json"
     assert main(["evaluate", "--ground-truth", "--reference", str(eval_world), "--split", "test", "--json", str(report_path), "--quiet"]) == 0
     report = json.loads(report_path.read_text())
-    assert report["num_videos"] == 9  # mead_003: 8 emotions at level 3, and one clip of hdtf_001
+    assert report["num_videos"] == 9 and report["split"] == "test"  # mead_023: 8 emotions at level 3, and one clip of hdtf_007
     assert report["fid"] == pytest.approx(0.0, abs=1e-6) and report["fvd"] == pytest.approx(0.0, abs=1e-6)
+    assert report["fid_ci"]["high"] == pytest.approx(0.0, abs=1e-6)
     assert report["fsim"] > 0.8
     checks = report["judge_checks"]
-    assert set(checks) >= {"emotion", "sync"} and checks["sync"]["clips"] == 9
+    assert set(checks) >= {"emotion", "sync", "mouth"} and checks["sync"]["clips"] == 9
+    assert checks["mouth"]["clips"] == 9 and checks["mouth"]["opening_r2"] > 0.5 and checks["mouth"]["opening_mae"] == pytest.approx(report["mouth_open_error"], rel=0.2)
+    assert "check: mouth opening R^2" in capsys.readouterr().out
 
 
 def test_embeddings_report_clustering_strength(tmp_path, capsys):
@@ -100,6 +135,8 @@ def test_embeddings_report_clustering_strength(tmp_path, capsys):
         (["evaluate", "{generated}", "--reference", "{empty}"], "no splits.json"),
         (["evaluate", "{nowhere}", "--reference", "{world}"], "no such folder"),
         (["evaluate", "--ground-truth", "--reference", "{world}", "--split", "dev"], "split must be"),
+        (["evaluate", "--ground-truth", "--reference", "{world}", "--split", "train"], "split must be val or test"),
+        (["evaluate", "{generated}", "--compare", "{generated}", "{generated}"], "exactly one of"),
         (["evaluate", "--embeddings", "{nowhere}"], "no such file"),
         (["evaluate", "--embeddings", "{bad_embeddings}"], "needs tensors 'embeddings'"),
         (["evaluate", "{generated}", "--reference", "{world}", "--judges", "{empty}"], "no emotion judge"),

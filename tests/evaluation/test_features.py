@@ -10,6 +10,7 @@ from dicetalk.evaluation.features import (
     frame_mels,
     hz_to_mel,
     log_mel,
+    mouth_colour_crops,
     mouth_crops,
     resample_frames,
     shift_audio,
@@ -22,6 +23,13 @@ def test_frames_of_any_shape_become_judge_inputs():
     assert square(frames).shape == (3, 90, 90, 3)
     assert face_images(frames).shape == (3, FACE_SIZE, FACE_SIZE, 3)
     assert mouth_crops(frames).shape == (3, *MOUTH_SIZE)
+    colour = mouth_colour_crops(frames)
+    assert colour.shape == (3, *MOUTH_SIZE, 3) and colour.dtype == np.uint8
+    # The grey crop is the colour crop's luminance (the same box, resized the same way).
+    import cv2
+
+    grey = np.stack([cv2.cvtColor(c, cv2.COLOR_RGB2GRAY) for c in mouth_colour_crops(np.repeat(np.repeat(frames, 4, axis=1), 4, axis=2))])
+    assert np.abs(grey.astype(int) - mouth_crops(np.repeat(np.repeat(frames, 4, axis=1), 4, axis=2)).astype(int)).mean() < 3
     assert face_images(frames[:, :64, :64]).dtype == np.uint8
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import typer
 
@@ -16,63 +16,91 @@ def evaluate(
     reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="The dataset folder ('dicetalk synth' layout) holding the source clips."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report here (written atomically)."),
     ground_truth: bool = typer.Option(False, "--ground-truth", help="Score the reference clips of --split as if generated, plus the judges' own checks."),
-    split: str = typer.Option("test", help="With --ground-truth: which identities (train, val or test)."),
+    split: str = typer.Option("test", help="Identities whose clips are scored (--ground-truth) or may be sources of generated videos: val or test."),
     shift_seconds: float = typer.Option(0.5, help="With --ground-truth: audio shift of the lip-sync check."),
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="Instead: clustering strength of a safetensors file with 'embeddings' (N, d) and 'labels' (N,)."),
     normalize: bool = typer.Option(False, "--normalize", help="With --embeddings: L2-normalise the embeddings first."),
+    compare: Optional[Tuple[Path, Path]] = typer.Option(
+        None, "--compare", metavar="A.json B.json", help="Instead: paired comparison of two reports over the same clips (B - A, with intervals and tests)."
+    ),
+    resamples: int = typer.Option(1000, min=0, help="Bootstrap resamples of the 95 % intervals (0: none)."),
+    frechet_resamples: int = typer.Option(200, min=0, help="Bootstrap resamples of the FID / FVD intervals (at most --resamples; 0: none)."),
+    seed: int = typer.Option(0, min=0, help="Seed of the bootstrap resamples."),
     judges: Optional[Path] = typer.Option(None, "--judges", help="Judges folder (default: those shipped with dicetalk)."),
     per_video: Optional[bool] = typer.Option(None, "--per-video/--summary-only", help="Print one line per video (default: when 30 videos or fewer)."),
+    threads: int = typer.Option(1, min=1, help="torch CPU threads (the judges are tiny: more threads gain little)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Score generated videos with the judges (or ground-truth clips, or embeddings) and print a table.
+    """Score generated videos with the judges (or ground-truth clips, or embeddings; or compare two reports) and print a table.
 
     \b
     dicetalk evaluate GENERATED_DIR --reference DATASET_DIR --json report.json
     dicetalk evaluate --ground-truth --reference DATASET_DIR --split test --json report.json
+    dicetalk evaluate --compare A.json B.json --json comparison.json
     dicetalk evaluate --embeddings emb.safetensors --json clusters.json
     """
-    import sys
-
     from ..errors import InputError
-    from ..utils.atomic import write_json
 
-    modes = sum([generated is not None, ground_truth, embeddings is not None])
+    modes = sum([generated is not None, ground_truth, embeddings is not None, compare is not None])
     if modes != 1:
-        raise InputError("give exactly one of GENERATED_DIR, --ground-truth or --embeddings FILE")
+        raise InputError("give exactly one of GENERATED_DIR, --ground-truth, --embeddings FILE or --compare A.json B.json")
     if embeddings is not None:
         from ..evaluation.evaluate import embedding_report, format_embedding_report
 
         result = embedding_report(embeddings, normalize=normalize)
-        typer.echo(format_embedding_report(result))
-        if json_out is not None:
-            write_json(json_out, result)
-            typer.echo(f"wrote {json_out}")
+        _emit(format_embedding_report(result), result, json_out)
         return
+    if compare is not None:
+        from ..evaluation.evaluate import compare_reports, format_comparison
+
+        result = compare_reports(*compare, resamples=resamples, seed=seed)
+        _emit(format_comparison(result), result, json_out)
+        return
+    _score(generated, reference, json_out, ground_truth, split, shift_seconds, resamples, frechet_resamples, seed, judges, per_video, threads, quiet)
+
+
+def _emit(text: str, result: dict, json_out: Optional[Path]) -> None:
+    from ..utils.atomic import write_json
+
+    typer.echo(text)
+    if json_out is not None:
+        write_json(json_out, result)
+        typer.echo(f"wrote {json_out}")
+
+
+def _score(generated, reference, json_out, ground_truth, split, shift_seconds, resamples, frechet_resamples, seed, judges, per_video, threads, quiet) -> None:
+    import sys
+
+    import torch
+
+    from ..errors import InputError
+
     if reference is None:
         raise InputError("--reference DATASET_DIR is required (the folder holding the source clips)")
-    if split not in ("train", "val", "test"):
-        raise InputError(f"split must be train, val or test, got {split!r}")
+    from ..evaluation.evaluate import BootstrapOptions, check_split, collect_generated, collect_ground_truth, evaluate_items, format_report
+
+    check_split(split)
     if not 0 < shift_seconds <= 10:
         raise InputError(f"shift-seconds must be in (0, 10], got {shift_seconds}")
     from ..evaluation.data import read_splits
-    from ..evaluation.evaluate import collect_generated, collect_ground_truth, evaluate_items, format_report
     from ..evaluation.judges import load_judges
 
     read_splits(reference)  # a clear error before any work if the reference is not a dataset folder
+    torch.set_num_threads(threads)
     warnings: list[str] = []
     if ground_truth:
         items = collect_ground_truth(reference, split)
     else:
-        items, warnings = collect_generated(generated, reference)
+        items, warnings = collect_generated(generated, reference, split)
         if not items:
             more = f"; {len(warnings) - 1} more skipped" if len(warnings) > 1 else ""
             raise InputError(f"{generated}: no usable generated videos ({warnings[0].removeprefix('skipping ')}{more})")
     loaded = load_judges(judges)
+    bootstrap = BootstrapOptions(resamples, min(frechet_resamples, resamples), seed)
     # Skipped videos are reported once scoring succeeded: when none is usable, the error line says it all.
-    report = evaluate_items(items, loaded, ground_truth=ground_truth, shift_seconds=shift_seconds, progress=not quiet, warnings=warnings)
+    report = evaluate_items(
+        items, loaded, ground_truth=ground_truth, shift_seconds=shift_seconds, progress=not quiet, warnings=warnings, bootstrap=bootstrap, split=split
+    )
     for line in report["warnings"]:
         print(f"warning: {line}", file=sys.stderr)
-    typer.echo(format_report(report, per_video=per_video if per_video is not None else report["num_videos"] <= 30))
-    if json_out is not None:
-        write_json(json_out, report)
-        typer.echo(f"wrote {json_out}")
+    _emit(format_report(report, per_video=per_video if per_video is not None else report["num_videos"] <= 30), report, json_out)

@@ -12,7 +12,7 @@ import numpy as np
 from .. import EMOTIONS
 from ..errors import InputError
 from ..utils.media import read_video
-from .features import FPS, face_images, mouth_crops, resample_frames
+from .features import FPS, face_images, mouth_colour_crops, mouth_crops, resample_frames
 
 SPLITS = ("train", "val", "test")
 
@@ -104,13 +104,14 @@ def find_clip(dataset_dir: str | os.PathLike, relative: str) -> WorldClip:
 
 @dataclass
 class ClipArrays:
-    """What the judges need from one video: 64 px faces, mouth crops and the speech."""
+    """What the judges need from one video: 64 px faces, mouth crops (grey and colour) and the speech."""
 
     faces: np.ndarray  # (T, 64, 64, 3) uint8
     mouths: np.ndarray  # (T, 32, 48) uint8
     audio: np.ndarray | None  # 16 kHz mono float32
     fps: float
     source_size: tuple[int, int]  # (height, width) of the decoded frames
+    lips: np.ndarray | None = None  # (T, 32, 48, 3) uint8 colour lower-face crops (the mouth judge's input)
 
     @property
     def num_frames(self) -> int:
@@ -121,7 +122,7 @@ def load_video_arrays(path: str | os.PathLike, with_audio: bool = True, max_fram
     """Decode a video (any resolution, resampled to 25 fps) into judge inputs."""
     clip = read_video(path, max_frames=max_frames, with_audio=with_audio)
     frames = resample_frames(clip.frames, clip.fps, FPS)
-    return ClipArrays(face_images(frames), mouth_crops(frames), clip.audio, clip.fps, tuple(clip.frames.shape[1:3]))
+    return ClipArrays(face_images(frames), mouth_crops(frames), clip.audio, clip.fps, tuple(clip.frames.shape[1:3]), mouth_colour_crops(frames))
 
 
 def load_annotations(clip: WorldClip) -> dict[str, np.ndarray]:

@@ -8,7 +8,9 @@ to a square, then
   the input of the emotion and identity judges;
 - ``mouth_crops``: the fixed lower-face box :data:`MOUTH_BOX` (relative to the square, chin and
   mouth with a margin for head sway and jaw drop) resized to :data:`MOUTH_SIZE` (32 x 48),
-  grey levels in [0, 1] — the input of the lip-sync judge's mouth tower.
+  grey levels in [0, 1] — the input of the lip-sync judge's mouth tower;
+- ``mouth_colour_crops``: the same box in colour (32 x 48 x 3) — the input of the mouth-shape
+  regressor, which tells lips from skin by their colour.
 
 The same code serves ground-truth clips of any preset size (64 to 256 px) and generated videos
 of any resolution, since everything is relative to the frame.
@@ -76,6 +78,17 @@ def mouth_crops(frames: np.ndarray, size: tuple[int, int] = MOUTH_SIZE, box: tup
     for i, frame in enumerate(frames):
         grey = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
         out[i] = _resize(grey, size[1], size[0])
+    return out
+
+
+def mouth_colour_crops(frames: np.ndarray, size: tuple[int, int] = MOUTH_SIZE, box: tuple[float, ...] = MOUTH_BOX) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB -> (T, h, w, 3) uint8 RGB lower-face crops (the box of :func:`mouth_crops`)."""
+    frames = square(frames)
+    s = frames.shape[1]
+    x0, y0, x1, y1 = (int(round(v * s)) for v in box)
+    out = np.empty((len(frames), *size, 3), np.uint8)
+    for i, frame in enumerate(frames):
+        out[i] = _resize(np.ascontiguousarray(frame[y0:y1, x0:x1]), size[1], size[0])
     return out
 
 

@@ -1,4 +1,4 @@
-"""The three judges: small networks trained only on ground-truth frames of training identities.
+"""The four judges: small networks trained only on ground-truth frames of training identities.
 
 - :class:`EmotionJudge` — 8 MEAD emotions from one whole frame (64 px); an auxiliary head
   regresses the frame's 12 expression coefficients and head pose during training, which
@@ -11,11 +11,17 @@
   crops and an audio tower over the 20 log-mel frames (200 ms) of the same 5 video frames,
   both giving normalised 128-d embeddings, trained contrastively so that the true alignment
   is nearer than every offset up to +-15 frames and than other clips.
+- :class:`MouthJudge` — a regressor of the mouth's shape (inner-lip opening and mouth width,
+  in percent of the frame side; :mod:`~dicetalk.evaluation.mouth`) from one colour lower-face
+  crop, trained on the world's true shapes: lip sync measured against the truth, with no
+  contrastive model in the loop (LMD-style error, correlation of the opening over time).
 
 Each judge is a diffusers ``ModelMixin`` + ``ConfigMixin`` saved as ``config.json`` +
 ``diffusion_pytorch_model.safetensors`` in its own folder. The trained judges ship inside the
 package under ``dicetalk/assets/judges/`` (:func:`load_judges` reads them, no download);
-``dicetalk train-judges`` retrains them (see ``judges.json`` there for the exact command).
+``dicetalk train-judges`` retrains them (see ``judges.json`` there for the exact command). The
+mouth judge is optional when loading: a judges folder trained before it existed still loads
+(``Judges.mouth`` is then None and the mouth measures are left out).
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ from .. import EMOTIONS
 from ..errors import WeightsError
 from .features import FACE_SIZE, MELS_PER_FRAME, MOUTH_SIZE, N_MELS
 
-JUDGE_NAMES = ("emotion", "identity", "sync")
+JUDGE_NAMES = ("emotion", "identity", "sync", "mouth")
+REQUIRED_JUDGES = ("emotion", "identity", "sync")  # a folder without a mouth judge still loads
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 CONFIG_NAME = "config.json"
 MANIFEST_NAME = "judges.json"
@@ -204,7 +211,42 @@ class SyncJudge(ModelMixin, ConfigMixin):
         return F.normalize(self.audio_tower(x.transpose(1, 2)).transpose(1, 2), dim=-1)
 
 
-JUDGE_CLASSES = {"emotion": EmotionJudge, "identity": IdentityJudge, "sync": SyncJudge}
+class MouthJudge(ModelMixin, ConfigMixin):
+    """Colour lower-face crop (32 x 48) -> the mouth's shape, ``measures`` in percent of the frame side.
+
+    The head predicts standardised values; ``target_mean`` / ``target_scale`` (set from the
+    training targets) bring them back to percent of the frame side.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        measures: tuple[str, ...] = ("opening", "width"),
+        crop_size: tuple[int, int] = MOUTH_SIZE,
+        widths: tuple[int, ...] = (32, 48, 64),
+        feature_dim: int = 128,
+        target_mean: tuple[float, ...] = (0.0, 0.0),
+        target_scale: tuple[float, ...] = (1.0, 1.0),
+    ):
+        super().__init__()
+        self.encoder = FrameEncoder(3, tuple(widths))
+        h, w = (s // 2 ** len(widths) for s in crop_size)
+        # Flattened, not pooled: where the lips' edges sit is the measurement.
+        self.project = nn.Sequential(nn.Flatten(), nn.Linear(widths[-1] * h * w, feature_dim), nn.ReLU(inplace=True))
+        self.head = nn.Linear(feature_dim, len(measures))
+        self.register_buffer("mean", torch.tensor(target_mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("scale", torch.tensor(target_scale, dtype=torch.float32), persistent=False)
+
+    def standardised(self, crops: torch.Tensor) -> torch.Tensor:
+        """(N, h, w, 3) uint8 or (N, 3, h, w) float crops -> (N, len(measures)) standardised predictions."""
+        return self.head(self.project(self.encoder(_to_images(crops))))
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        """-> (N, len(measures)) in percent of the frame side."""
+        return self.standardised(crops) * self.scale + self.mean
+
+
+JUDGE_CLASSES = {"emotion": EmotionJudge, "identity": IdentityJudge, "sync": SyncJudge, "mouth": MouthJudge}
 
 
 @dataclass
@@ -214,10 +256,12 @@ class Judges:
     sync: SyncJudge
     folder: Path
     manifest: dict
+    mouth: MouthJudge | None = None
 
     def eval(self) -> "Judges":
-        for judge in (self.emotion, self.identity, self.sync):
-            judge.eval().requires_grad_(False)
+        for judge in (self.emotion, self.identity, self.sync, self.mouth):
+            if judge is not None:
+                judge.eval().requires_grad_(False)
         return self
 
 
@@ -271,7 +315,11 @@ def load_judge(name: str, folder: str | os.PathLike) -> ModelMixin:
 
 
 def load_judges(folder: str | os.PathLike | None = None) -> Judges:
-    """The three judges from ``folder`` (default: those shipped with the package), in eval mode."""
+    """The judges from ``folder`` (default: those shipped with the package), in eval mode.
+
+    The emotion, identity and lip-sync judges are required; the mouth judge is loaded when the
+    folder has one (``mouth/``), else ``Judges.mouth`` is None.
+    """
     folder = default_judges_dir() if folder is None else Path(folder)
     if not folder.is_dir():
         raise WeightsError(f"{folder}: no such judges folder")
@@ -282,5 +330,6 @@ def load_judges(folder: str | os.PathLike | None = None) -> Judges:
             manifest = json.loads(manifest_path.read_text())
         except ValueError:
             raise WeightsError(f"{manifest_path}: not valid JSON") from None
-    judges = {name: load_judge(name, folder / name) for name in JUDGE_NAMES}
-    return Judges(**judges, folder=folder, manifest=manifest).eval()
+    judges = {name: load_judge(name, folder / name) for name in REQUIRED_JUDGES}
+    mouth = load_judge("mouth", folder / "mouth") if (folder / "mouth").exists() else None
+    return Judges(**judges, folder=folder, manifest=manifest, mouth=mouth).eval()

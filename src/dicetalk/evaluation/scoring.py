@@ -4,7 +4,8 @@
 :func:`video_emotion_logits` pools frame logits into the video's prediction.
 :func:`judge_checks` scores ground-truth clips of held-out identities as the acceptance
 criteria read: emotion accuracy per intensity, same- vs different-identity frame similarity,
-and lip-sync confidence with the true audio against the audio delayed by half a second.
+lip-sync confidence with the true audio against the audio delayed by half a second, and the
+mouth regressor's accuracy against the true mouth shapes (R^2, MAE).
 """
 
 from __future__ import annotations
@@ -82,10 +83,29 @@ class CheckRecord:
     sync_delayed: float | None = None
     sync_advanced: float | None = None
     sync_offset: int | None = None
+    mouth_predicted: np.ndarray | None = None  # (T, 2) regressed mouth shape of every frame
+    mouth_true: np.ndarray | None = None  # (T, 2) the world's true shape
 
 
-def check_record(judges: Judges, clip, arr, shift_seconds: float = 0.5, frame_step: int = 8, scores: FrameScores | None = None, sync_true=None) -> CheckRecord:
-    """Score one ground-truth clip (``WorldClip``, ``ClipArrays``) for the judge checks."""
+def clip_mouths(judges: Judges, clip, arr) -> tuple[np.ndarray, np.ndarray] | None:
+    """(regressed, true) mouth shapes of a ground-truth clip's frames; None without a mouth judge or a true shape."""
+    from ..errors import InputError
+    from .mouth import regress_mouths, true_mouth_shape
+
+    if judges.mouth is None or arr.lips is None:
+        return None
+    try:
+        true = true_mouth_shape(clip)
+    except InputError:
+        return None
+    n = min(len(true), len(arr.lips))
+    return regress_mouths(judges.mouth, arr.lips[:n]), true[:n]
+
+
+def check_record(
+    judges: Judges, clip, arr, shift_seconds: float = 0.5, frame_step: int = 8, scores: FrameScores | None = None, sync_true=None, mouths=None
+) -> CheckRecord:
+    """Score one ground-truth clip (``WorldClip``, ``ClipArrays``) for the judge checks (``mouths``: :func:`clip_mouths`, if known)."""
     from .features import shift_audio
 
     skip = judges.emotion.config.skip_frames
@@ -100,6 +120,9 @@ def check_record(judges: Judges, clip, arr, shift_seconds: float = 0.5, frame_st
         record.sync_true, record.sync_offset = true.confidence, true.offset
         record.sync_delayed = sync_scores(judges.sync, arr.mouths, shift_audio(arr.audio, shift_seconds)).confidence
         record.sync_advanced = sync_scores(judges.sync, arr.mouths, shift_audio(arr.audio, -shift_seconds)).confidence
+    mouths = mouths if mouths is not None else clip_mouths(judges, clip, arr)
+    if mouths is not None:
+        record.mouth_predicted, record.mouth_true = mouths
     return record
 
 
@@ -127,11 +150,16 @@ def checks_from_records(records: list[CheckRecord], shift_seconds: float = 0.5) 
             "offset_within_1": float(np.mean([abs(r.sync_offset) <= 1 for r in synced])),
             "clips": len(synced),
         }
+    measured = [r for r in records if r.mouth_predicted is not None and len(r.mouth_predicted)]
+    if measured:
+        from .mouth import regression_checks
+
+        out["mouth"] = regression_checks([r.mouth_predicted for r in measured], [r.mouth_true for r in measured])
     return out
 
 
-def judge_checks(judges: Judges, clips: list, arrays: list, shift_seconds: float = 0.5, frame_step: int = 8, progress: bool = False) -> dict:
-    """Measure the judges on ground-truth clips (``WorldClip`` + ``ClipArrays`` pairs).
+def judge_checks(judges: Judges, clips: list, arrays: list | None = None, shift_seconds: float = 0.5, frame_step: int = 8, progress: bool = False) -> dict:
+    """Measure the judges on ground-truth clips (``WorldClip`` + ``ClipArrays`` pairs; decoded one by one when ``arrays`` is None).
 
     - emotion: per-video accuracy over the MEAD-like clips, overall (``all8``), on the paper's
       four (``easy4``), per intensity level and per emotion;
@@ -139,10 +167,17 @@ def judge_checks(judges: Judges, clips: list, arrays: list, shift_seconds: float
       ``frame_step``-th frame (positives from other clips of the same identity);
     - sync: share of clips whose Sync-C with the true audio exceeds Sync-C with the audio
       delayed by ``shift_seconds`` (and advanced by it), mean Sync-C of each, share of clips
-      whose best offset is within one frame of 0.
+      whose best offset is within one frame of 0;
+    - mouth (with a mouth judge): R^2 and mean absolute error of each regressed measure over
+      every frame, and the mean per-clip correlation of the regressed opening with the true one
+      (:func:`~dicetalk.evaluation.mouth.regression_checks`).
     """
     from tqdm import tqdm
 
-    pairs = list(zip(clips, arrays))
-    records = [check_record(judges, c, a, shift_seconds, frame_step) for c, a in tqdm(pairs, desc="judge checks", unit="clip", disable=not progress, dynamic_ncols=True)]
+    from .data import load_video_arrays
+
+    records = []
+    for i, clip in enumerate(tqdm(clips, desc="judge checks", unit="clip", disable=not progress, dynamic_ncols=True)):
+        arr = arrays[i] if arrays is not None else load_video_arrays(clip.video)
+        records.append(check_record(judges, clip, arr, shift_seconds, frame_step))
     return checks_from_records(records, shift_seconds)

@@ -1,13 +1,16 @@
-"""``dicetalk train-judges``: train the three judges on ground-truth clips of the training identities.
+"""``dicetalk train-judges``: train the judges on ground-truth clips of the training identities.
 
 Only identities of the ``train`` split (``splits.json``) are used for training, MEAD-like and
-HDTF-like alike (emotion labels come from MEAD-like clips only). The ``val`` identities,
-when present, are scored at the end (:func:`~dicetalk.evaluation.scoring.judge_checks`) and
-the figures are stored in ``judges.json``; ``test`` identities are never read.
+HDTF-like alike (emotion labels come from MEAD-like clips only; the mouth judge's true shapes
+come from every clip's expression coefficients and the person's traits in ``world.json``).
+The ``val`` identities, when present, are scored at the end
+(:func:`~dicetalk.evaluation.scoring.judge_checks`) and the figures are stored in
+``judges.json``; ``test`` identities are never read.
 
 Determinism: every random draw (initialisation, order, augmentation) comes from
-``torch.Generator``s seeded from ``seed``, data are read in path order and training runs on
-one CPU thread, so the same data, seed and options give byte-identical weights.
+``torch.Generator``s seeded from ``seed`` (one stream per judge), and data are read in path
+order, so the same data, seed, options and thread count give byte-identical weights (the
+``train-judges`` command trains on one CPU thread).
 
 Output (written atomically as a whole folder)::
 
@@ -15,10 +18,16 @@ Output (written atomically as a whole folder)::
     OUT/emotion/   config.json + diffusion_pytorch_model.safetensors (float16)
     OUT/identity/  ...
     OUT/sync/      ...
+    OUT/mouth/     ...
+
+``judges`` (``--only``) trains a subset; when ``OUT`` already holds judges, the others are kept
+as they are and the manifest records the run that added the new ones under ``"added"``.
 
 The shipped judges (``dicetalk/assets/judges``) were made by
 ``dicetalk train-judges DATA --out src/dicetalk/assets/judges --seed 0`` on the ``default``
-world (``dicetalk synth DATA --preset default --seed 0``); ``judges.json`` there records it.
+world (``dicetalk synth DATA --preset default --seed 0``), the mouth judge added later by
+``dicetalk train-judges DATA --out src/dicetalk/assets/judges --seed 0 --only mouth``;
+``judges.json`` there records both.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +50,7 @@ from ..errors import InputError
 from ..utils.atomic import atomic_dir, write_json
 from .data import ClipArrays, WorldClip, list_clips, load_annotations, load_video_arrays
 from .features import frame_mels
-from .judges import MANIFEST_NAME, EmotionJudge, IdentityJudge, Judges, SyncJudge, round_to_half, save_judge
+from .judges import JUDGE_NAMES, MANIFEST_NAME, REQUIRED_JUDGES, EmotionJudge, IdentityJudge, Judges, MouthJudge, SyncJudge, round_to_half, save_judge
 
 
 @dataclass
@@ -49,6 +59,7 @@ class TrainOptions:
     emotion_epochs: int = 10
     identity_epochs: int = 6
     sync_epochs: int = 8
+    mouth_epochs: int = 8
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -60,6 +71,7 @@ class TrainOptions:
     blur: float = 0.3  # share of the emotion judge's frames that lose resolution
     validate: bool = True
     max_steps: int | None = None  # per judge; for quick tests
+    judges: tuple[str, ...] = JUDGE_NAMES  # which judges to train
 
 
 @dataclass
@@ -71,6 +83,8 @@ class PreparedData:
     identity: torch.Tensor  # (N,) int64 index into identities
     aux: torch.Tensor  # (N, 15) expression + pose targets
     identities: tuple[str, ...]
+    lips: torch.Tensor | None = None  # (N, 32, 48, 3) uint8 colour lower-face crops of the same frames
+    mouth: torch.Tensor | None = None  # (N, 2) float32 true mouth shape (percent of the frame side)
     mouths: list[torch.Tensor] = field(default_factory=list)  # per clip (T, 32, 48) uint8
     mels: list[torch.Tensor] = field(default_factory=list)  # per clip (T + 2K, 4, 40) float16
     clips: int = 0
@@ -86,15 +100,25 @@ def _decode(clips: list[WorldClip], progress: bool, desc: str) -> list[tuple[Wor
     return out
 
 
-def prepare_training_data(decoded: list, frame_stride: int, max_offset: int) -> PreparedData:
+def prepare_training_data(decoded: list, frame_stride: int, max_offset: int, traits: dict | None = None) -> PreparedData:
+    """Sample every ``frame_stride``-th frame for the frame judges; with ``traits`` (identity ->
+    (head_scale, mouth_width), :func:`~dicetalk.evaluation.mouth.mouth_traits`) also the mouth
+    judge's colour crops and true shapes."""
+    from .mouth import mouth_shape
+
     identities = tuple(sorted({clip.identity for clip, _, _ in decoded}))
-    faces, emo, ident, aux, mouths, mels = [], [], [], [], [], []
+    faces, emo, ident, aux, mouths, mels, lips, shapes = [], [], [], [], [], [], [], []
     frames = 0
     for i, (clip, arr, ann) in enumerate(decoded):
         n = min(arr.num_frames, len(ann["expression"]))
         frames += n
         pick = np.arange(i % frame_stride, n, frame_stride)
         faces.append(arr.faces[pick])
+        if traits is not None:
+            if clip.identity not in traits:
+                raise InputError(f"{clip.relative}: identity {clip.identity} is not in the world's world.json")
+            lips.append(arr.lips[pick])
+            shapes.append(mouth_shape(ann["expression"][pick], *traits[clip.identity]))
         label = -1 if clip.emotion is None else EMOTIONS.index(clip.emotion)
         emo.append(np.full(len(pick), label, np.int64))
         ident.append(np.full(len(pick), identities.index(clip.identity), np.int64))
@@ -108,6 +132,8 @@ def prepare_training_data(decoded: list, frame_stride: int, max_offset: int) -> 
         identity=torch.from_numpy(np.concatenate(ident)),
         aux=torch.from_numpy(np.concatenate(aux).astype(np.float32)),
         identities=identities,
+        lips=torch.from_numpy(np.concatenate(lips)) if lips else None,
+        mouth=torch.from_numpy(np.concatenate(shapes)) if shapes else None,
         mouths=mouths,
         mels=mels,
         clips=len(decoded),
@@ -329,6 +355,60 @@ def train_sync(data: PreparedData, opts: TrainOptions, progress: bool) -> SyncJu
     return judge.eval()
 
 
+def _augment_lips(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 3, h, w) colour crops in [0, 1]: a small shift, scale and tilt, resolution loss, contrast and
+    noise, as generated videos differ. Returns the crops and each one's magnification (the true
+    shape in the crop scales with it)."""
+    b, _, h, w = x.shape
+    s = _rand(g, b, 0.95, 1.05)  # the grid's scale: the content shrinks by 1 / s
+    a = _rand(g, b, -3.0, 3.0) * math.pi / 180
+    tx, ty = _rand(g, b, -0.06, 0.06), _rand(g, b, -0.06, 0.06)
+    theta = torch.stack([torch.stack([s * torch.cos(a), -s * torch.sin(a), tx], 1), torch.stack([s * torch.sin(a), s * torch.cos(a), ty], 1)], 1)
+    x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), padding_mode="border", align_corners=False)
+    lossy = torch.rand(b, generator=g) < 0.5
+    if lossy.any():
+        factor = float(_rand(g, 1, 0.45, 0.9))
+        small = F.interpolate(x[lossy], size=(max(4, int(h * factor)), max(4, int(w * factor))), mode="area")
+        x = x.clone()
+        x[lossy] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    c = _rand(g, b, 0.9, 1.1).view(b, 1, 1, 1)
+    bright = _rand(g, b, -0.05, 0.05).view(b, 1, 1, 1)
+    tint = _rand(g, 3 * b, 0.95, 1.05).view(b, 3, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = ((x - mean) * c + mean + bright) * tint
+    x = x + _rand(g, b, 0.0, 0.03).view(b, 1, 1, 1) * torch.randn(x.shape, generator=g)
+    return x.clamp(0.0, 1.0), 1.0 / s
+
+
+def _half_exact(values: torch.Tensor) -> tuple[float, ...]:
+    """Plain floats that float16 stores exactly (the saved judge is the measured one)."""
+    return tuple(float(v) for v in values.half().float())
+
+
+def train_mouth(data: PreparedData, opts: TrainOptions, progress: bool) -> MouthJudge:
+    from tqdm import tqdm
+
+    g = torch.Generator().manual_seed(opts.seed * 1000 + 4)
+    torch.manual_seed(opts.seed * 1000 + 4)
+    if data.lips is None or data.mouth is None or len(data.mouth) < opts.batch_size:
+        raise InputError(f"too few frames with a true mouth shape to train the mouth judge on ({0 if data.mouth is None else len(data.mouth)})")
+    mean, scale = _half_exact(data.mouth.mean(dim=0)), _half_exact(data.mouth.std(dim=0).clamp_min(1e-3))
+    judge = MouthJudge(target_mean=mean, target_scale=scale)
+    mean_t, scale_t = torch.tensor(mean), torch.tensor(scale)
+    count = data.lips.shape[0]
+    total = _steps(count, opts.batch_size, opts.mouth_epochs, opts.max_steps)
+    optimizer, scheduler = _optimizer(judge, opts, total)
+    judge.train()
+    bar = tqdm(total=total, desc="mouth judge", unit="step", disable=not progress, dynamic_ncols=True)
+    for step, batch in enumerate(_batches(count, opts.batch_size, opts.mouth_epochs, total, g)):
+        x, magnify = _augment_lips(_images(data.lips[batch]), g)
+        target = (data.mouth[batch] * magnify[:, None] - mean_t) / scale_t
+        loss = F.smooth_l1_loss(judge.standardised(x), target, beta=0.5)
+        _update(loss, optimizer, scheduler, bar, step)
+    bar.close()
+    return judge.eval()
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -344,6 +424,68 @@ def _file_sizes(folder: Path) -> dict:
     return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _check_options(opts: TrainOptions, dataset_dir: Path, out: Path) -> None:
+    for name in ("emotion_epochs", "identity_epochs", "sync_epochs", "mouth_epochs", "batch_size", "frame_stride", "sync_batch", "sync_windows"):
+        if getattr(opts, name) < 1:
+            raise InputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(opts, name)}")
+    if opts.seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {opts.seed}")
+    unknown = [n for n in opts.judges if n not in JUDGE_NAMES]
+    if unknown or not opts.judges:
+        raise InputError(f"judges to train must come from {', '.join(JUDGE_NAMES)}, got {', '.join(unknown) or 'none'}")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file; the output must be a folder")
+    if out.resolve() == dataset_dir.resolve() or dataset_dir.resolve() in out.resolve().parents:
+        raise InputError(f"{out}: write the judges outside the dataset folder")
+
+
+def _kept_judges(out: Path, chosen: tuple[str, ...]) -> tuple[list[str], dict | None]:
+    """Judges of an existing judges folder ``out`` that this run keeps (those it does not train), and its manifest."""
+    kept = [n for n in JUDGE_NAMES if n not in chosen and (out / n).is_dir()] if (out / MANIFEST_NAME).is_file() else []
+    missing = [n for n in REQUIRED_JUDGES if n not in chosen and n not in kept]
+    if missing:
+        raise InputError(f"{out}: no {', '.join(missing)} judge to keep beside the {', '.join(chosen)} judge (train them too, or point --out at a judges folder)")
+    if not kept:
+        return [], None
+    try:
+        return kept, json.loads((out / MANIFEST_NAME).read_text())
+    except ValueError:
+        raise InputError(f"{out / MANIFEST_NAME}: not valid JSON") from None
+
+
+def _train_chosen(data: PreparedData, opts: TrainOptions, progress: bool, timings: dict) -> dict:
+    trainers = {"emotion": train_emotion, "identity": train_identity, "sync": train_sync, "mouth": train_mouth}
+    trained = {}
+    for name in JUDGE_NAMES:
+        if name in opts.judges:
+            t0 = time.perf_counter()
+            trained[name] = round_to_half(trainers[name](data, opts, progress))  # stored in float16: validate exactly what is saved
+            timings[name] = round(time.perf_counter() - t0, 1)
+    return trained
+
+
+def _validate(dataset_dir: Path, out: Path, trained: dict, kept: list[str], progress: bool, timings: dict) -> dict | None:
+    """The judge checks on the val identities, with the new judges and the kept ones."""
+    from .judges import load_judge
+    from .scoring import judge_checks
+
+    val_clips = list_clips(dataset_dir, ("val",))
+    if not val_clips:
+        return None
+    t0 = time.perf_counter()
+    judges = {**{n: load_judge(n, out / n) for n in kept}, **trained}
+    checks = judge_checks(Judges(judges["emotion"], judges["identity"], judges["sync"], out, {}, judges.get("mouth")), val_clips, None, progress=progress)
+    timings["validation"] = round(time.perf_counter() - t0, 1)
+    if kept:  # only what the new judges measure
+        checks = {k: v for k, v in checks.items() if k == "clips" or k in trained}
+    return checks
+
+
+def _command(dataset_dir: Path, out: Path, opts: TrainOptions) -> str:
+    only = "" if tuple(opts.judges) == JUDGE_NAMES else f" --only {','.join(opts.judges)}"
+    return f"dicetalk train-judges {shlex.quote(str(dataset_dir))} --out {shlex.quote(str(out))} --seed {opts.seed}{only}"
+
+
 def train_judges(
     dataset_dir: str | os.PathLike,
     out: str | os.PathLike,
@@ -351,59 +493,35 @@ def train_judges(
     progress: bool = True,
     command: str | None = None,
 ) -> dict:
-    """Train the emotion, identity and lip-sync judges on ``dataset_dir``'s training identities into ``out``.
+    """Train the judges named in ``options.judges`` on ``dataset_dir``'s training identities into ``out``.
 
     Returns the manifest written to ``out/judges.json``.
     """
+    from .mouth import mouth_traits
+
     opts = options or TrainOptions()
-    for name in ("emotion_epochs", "identity_epochs", "sync_epochs", "batch_size", "frame_stride", "sync_batch", "sync_windows"):
-        if getattr(opts, name) < 1:
-            raise InputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(opts, name)}")
-    if opts.seed < 0:
-        raise InputError(f"seed must be a non-negative integer, got {opts.seed}")
     dataset_dir, out = Path(dataset_dir), Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} is a file; the output must be a folder")
-    if out.resolve() == dataset_dir.resolve() or dataset_dir.resolve() in out.resolve().parents:
-        raise InputError(f"{out}: write the judges outside the dataset folder")
+    _check_options(opts, dataset_dir, out)
     train_clips = list_clips(dataset_dir, ("train",))
     if not train_clips:
         raise InputError(f"{dataset_dir}: no complete clips of training identities")
-    torch.set_num_threads(1)  # tiny models; OpenMP threads only fight other jobs
+    kept, previous = _kept_judges(out, tuple(opts.judges))
+    try:
+        traits = mouth_traits(dataset_dir) if "mouth" in opts.judges else None
+    except InputError as exc:
+        raise InputError(f"{exc}; without it, train the other judges: --only emotion,identity,sync") from None
     started = time.perf_counter()
     decoded = _decode(train_clips, progress, "read train clips")
-    data = prepare_training_data(decoded, opts.frame_stride, SyncJudge().config.max_offset)
+    data = prepare_training_data(decoded, opts.frame_stride, SyncJudge().config.max_offset, traits)
     del decoded
-    read_seconds = time.perf_counter() - started
-    timings = {"read": round(read_seconds, 1)}
-    t0 = time.perf_counter()
-    emotion = train_emotion(data, opts, progress)
-    timings["emotion"] = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
-    identity = train_identity(data, opts, progress)
-    timings["identity"] = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
-    sync = train_sync(data, opts, progress)
-    timings["sync"] = round(time.perf_counter() - t0, 1)
-
-    for judge in (emotion, identity, sync):
-        round_to_half(judge)  # stored in float16: validate exactly what is saved
-    validation = None
-    if opts.validate:
-        val_clips = list_clips(dataset_dir, ("val",))
-        if val_clips:
-            from .scoring import judge_checks
-
-            t0 = time.perf_counter()
-            val = [(c, load_video_arrays(c.video)) for c in val_clips]
-            judges = Judges(emotion, identity, sync, out, {})
-            validation = judge_checks(judges, [c for c, _ in val], [a for _, a in val], progress=progress)
-            timings["validation"] = round(time.perf_counter() - t0, 1)
+    timings = {"read": round(time.perf_counter() - started, 1)}
+    trained = _train_chosen(data, opts, progress, timings)
+    validation = _validate(dataset_dir, out, trained, kept, progress, timings) if opts.validate else None
     world = _world_summary(dataset_dir)
     make_world = f"dicetalk synth DATASET --preset {world['preset']} --seed {world['seed']}" if world.get("preset") and world.get("seed") is not None else None
-    manifest = {
+    run = {
         "dicetalk_version": __version__,
-        "command": command or f"dicetalk train-judges {shlex.quote(str(dataset_dir))} --out {shlex.quote(str(out))} --seed {opts.seed}",
+        "command": command or _command(dataset_dir, out, opts),
         "options": asdict(opts),
         "data": {
             "world": world,
@@ -417,8 +535,14 @@ def train_judges(
         "seconds": {**timings, "total": round(time.perf_counter() - started, 1)},
         "torch_version": torch.__version__,
     }
+    if previous is None:
+        manifest = run
+    else:  # a partial run: the earlier run's record stays as it was, this one is added
+        manifest = {**previous, "added": [*previous.get("added", []), {"judges": list(trained), **run}]}
     with atomic_dir(out) as tmp:
-        for name, judge in (("emotion", emotion), ("identity", identity), ("sync", sync)):
+        for name in kept:
+            shutil.copytree(out / name, tmp / name)
+        for name, judge in trained.items():
             save_judge(judge, tmp / name)
         manifest["files"] = _file_sizes(tmp)
         write_json(tmp / MANIFEST_NAME, manifest)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -184,20 +185,115 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-class StepIndices(torch.utils.data.Sampler):
-    """Dataset indices of steps ``[start, stop)`` for one process: sample ``t * global + rank * local + i``."""
+SAMPLE_LOG_ENV = "DICETALK_LOG_SAMPLES"
+"""Set to 1 to have every process record the dataset indices its sampler drew, step by step, in
+``RUN/logs/samples_rank<R>.jsonl`` (one ``{"step", "rank", "world", "indices"}`` line per step):
+evidence that the processes of a distributed run read different data."""
 
-    def __init__(self, start: int, stop: int, batch: int, rank: int = 0, world: int = 1):
-        self.start, self.stop, self.batch, self.rank, self.world = start, stop, batch, rank, world
+
+class StepIndices(torch.utils.data.Sampler):
+    """Dataset indices of steps ``[start, stop)`` for one process: sample ``t * global + rank * local + i``.
+
+    With ``log`` (a file), each step's indices are appended to it as they are drawn.
+    """
+
+    def __init__(self, start: int, stop: int, batch: int, rank: int = 0, world: int = 1, log: str | Path | None = None):
+        self.start, self.stop, self.batch, self.rank, self.world, self.log = start, stop, batch, rank, world, log
 
     def __iter__(self):
         per_step = self.batch * self.world
         for t in range(self.start, self.stop):
             base = t * per_step + self.rank * self.batch
+            if self.log is not None:
+                line = {"step": t, "rank": self.rank, "world": self.world, "indices": list(range(base, base + self.batch))}
+                with open(self.log, "a") as f:
+                    f.write(json.dumps(line) + "\n")
             yield from range(base, base + self.batch)
 
     def __len__(self) -> int:
         return (self.stop - self.start) * self.batch
+
+
+def _batch_iterator(batches, start: int, run: Run, rank: int):
+    """One batch per step from ``batches(start)``; its :class:`StepIndices` logs its draws when :data:`SAMPLE_LOG_ENV` asks."""
+    if batches is None:
+        return None
+    loader = batches(start)
+    sampler = getattr(loader, "sampler", None)
+    if os.environ.get(SAMPLE_LOG_ENV, "") not in ("", "0") and isinstance(sampler, StepIndices):
+        (run.folder / "logs").mkdir(parents=True, exist_ok=True)
+        sampler.log = run.folder / "logs" / f"samples_rank{rank}.jsonl"
+    return iter(loader)
+
+
+class _Logger:
+    """Running means of the step logs, written every ``log_every`` steps and at the last."""
+
+    def __init__(self, accelerator, bar, log_every: int, steps: int):
+        self.accelerator, self.bar, self.log_every, self.steps = accelerator, bar, log_every, steps
+        self.running: dict[str, float] = {}
+        self.logs: dict[str, float] = {}
+
+    def add(self, step: int, step_logs: dict[str, float]) -> None:
+        for k, v in step_logs.items():
+            self.running[k] = self.running.get(k, 0.0) + v
+        self.bar.update()
+        if (step + 1) % self.log_every == 0 or step + 1 == self.steps:
+            count = self.log_every if (step + 1) % self.log_every == 0 else (step + 1) % self.log_every
+            self.logs = {k: v / count for k, v in self.running.items()}
+            self.running = {}
+            self.accelerator.log(self.logs, step=step + 1)
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in self.logs.items() if k == "loss"})
+
+
+def _prepare(accelerator, modules: dict[str, torch.nn.Module], optimizer):
+    """The modules as the loss function sees them, and the optimizer, ready for ``accelerator``.
+
+    One process: ``accelerator.prepare`` (device placement, mixed precision). Several: the
+    modules stay plain modules on the process's device — loss functions call their own methods
+    (``discriminator.loss``...), which a DistributedDataParallel wrapper hides and whose forward
+    passes it would not synchronise — so rank 0's weights are broadcast once here and
+    :func:`_average_gradients` averages the gradients after every backward pass.
+    """
+    if accelerator.num_processes == 1:
+        prepared = accelerator.prepare(*modules.values(), optimizer)
+        *wrapped, optimizer = prepared if isinstance(prepared, (tuple, list)) else (prepared,)
+        wrapped = dict(zip(list(modules), wrapped))
+    else:
+        import torch.distributed as dist
+
+        wrapped = {k: m.to(accelerator.device) for k, m in modules.items()}
+        with torch.no_grad():
+            for m in wrapped.values():
+                for tensor in [*m.parameters(), *m.buffers()]:
+                    dist.broadcast(tensor.data, src=0)
+        optimizer = accelerator.prepare(optimizer)
+    for m in wrapped.values():
+        m.train()
+    return wrapped, optimizer
+
+
+def _average_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Average the gradients of ``params`` over the processes (in one flat all-reduce).
+
+    A parameter no process produced a gradient for keeps none (the optimizer skips it, as in
+    one process); one that some processes left without a gradient counts zero there.
+    """
+    import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    world = dist.get_world_size()
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
+    dist.all_reduce(has)
+    live = [p for p, n in zip(params, has.tolist()) if n > 0]
+    if not live:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in live]
+    flat = _flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat /= world
+    for p, g in zip(live, _unflatten_dense_tensors(flat, grads)):
+        p.grad = g
 
 
 def fit(
@@ -239,17 +335,12 @@ def fit(
     averaged = {f"{k}_ema": m.requires_grad_(False).eval().to(accelerator.device) for k, m in (averages or {}).items()}
     pairs = [(list(averages[k].parameters()), list(modules[k].parameters())) for k in (averages or {})]
     start = run.load({**modules, **averaged}, optimizer)
-    names = list(modules)
-    prepared = accelerator.prepare(*modules.values(), optimizer)
-    *wrapped, optimizer = prepared if isinstance(prepared, (tuple, list)) else (prepared,)
-    wrapped = dict(zip(names, wrapped))
-    for m in wrapped.values():
-        m.train()
+    wrapped, optimizer = _prepare(accelerator, modules, optimizer)
+    run.is_main = accelerator.is_main_process  # one process writes the checkpoints
     rank = accelerator.process_index
-    logs: dict[str, float] = {}
-    running: dict[str, float] = {}
     bar = tqdm(total=steps, initial=start, desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
-    iterator = iter(batches(start)) if batches is not None else None
+    logger = _Logger(accelerator, bar, log_every, steps)
+    iterator = _batch_iterator(batches, start, run, rank)
     for step in range(start, steps):
         torch.manual_seed(step_seed(seed, step, rank))  # dropout and any other global draw
         generator = torch.Generator(device=accelerator.device).manual_seed(step_seed(seed, step, rank) ^ 0x5EED)
@@ -258,6 +349,8 @@ def fit(
         with accelerator.autocast():
             loss, step_logs = loss_fn(step, wrapped, batch, generator)
         accelerator.backward(loss)
+        if accelerator.num_processes > 1:
+            _average_gradients(params)
         if grad_clip:
             accelerator.clip_grad_norm_(params, grad_clip)
         optimizer.step()
@@ -267,18 +360,10 @@ def fit(
                 torch._foreach_lerp_(avg, live, 1.0 - ema_decay)
         step_logs = {"loss": float(loss.detach()), **{k: float(v) for k, v in step_logs.items()}}
         run.history.append((step, step_logs["loss"]))
-        for k, v in step_logs.items():
-            running[k] = running.get(k, 0.0) + v
-        bar.update()
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            count = log_every if (step + 1) % log_every == 0 else (step + 1) % log_every
-            logs = {k: v / count for k, v in running.items()}
-            running = {}
-            accelerator.log(logs, step=step + 1)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k == "loss"})
+        logger.add(step, step_logs)
         if (step + 1) % save_every == 0 or step + 1 == steps:
             accelerator.wait_for_everyone()
             run.save(step + 1, {**{k: accelerator.unwrap_model(m) for k, m in wrapped.items()}, **averaged}, optimizer)
     bar.close()
     accelerator.end_training()
-    return logs
+    return logger.logs
