@@ -100,8 +100,7 @@ def main() -> None:
         start = time.perf_counter()
         videos = render_evaluation_set(RenderOptions(out=str(folder), mode=args.mode, recipe=spec, **common), pipe=pipe, progress=True)
         wall = time.perf_counter() - start
-        torch.set_num_threads(args.threads)
-        items, warnings = collect_generated(folder, args.dataset)
+        items, warnings = collect_generated(folder, args.dataset, split=args.split)
         report = evaluate_items(items, judges=judges, progress=False, warnings=warnings)
         report["recipe"] = recipe.to_dict()
         (folder / "report.json").write_text(json.dumps(report, indent=1))
@@ -114,9 +113,8 @@ def main() -> None:
 
     # The same source clips through the autoencoder alone, and ground truth scored as if generated.
     folder = root / "autoencoder"
-    torch.set_num_threads(args.threads)
     render_autoencoder_set(RenderOptions(out=str(folder), **common), pipe=pipe, progress=False)
-    items_ae, warnings = collect_generated(folder, args.dataset)
+    items_ae, warnings = collect_generated(folder, args.dataset, split=args.split)
     rows.append(("autoencoder round trip (no diffusion)", None, None, evaluate_items(items_ae, judges=judges, progress=False, warnings=warnings)))
     sources = {it.source.relative for it in items}
     truth = [it for it in collect_ground_truth(args.dataset, split=args.split) if it.source.relative in sources]
@@ -125,14 +123,19 @@ def main() -> None:
     def fmt(value, digits=3):
         return "—" if value is None else f"{value:.{digits}f}"
 
-    print(f"split {args.split}: {len(items)} clips")
-    print("| recipe | UNet evals / frame | s / video s | Emo-Score | Emo-Score (8) | F-SIM | Sync-C | Sync-D | FVD |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    def ci(report, key, digits=3):
+        interval = report.get(f"{key}_ci") or {}
+        if interval.get("low") is None:
+            return fmt(report.get(key), digits)
+        return f"{interval['value']:.{digits}f} [{interval['low']:.{digits}f}, {interval['high']:.{digits}f}]"
+
+    keys = ("emo_score", "emo_score_all8", "fsim", "sync_c", "sync_d", "mouth_error", "mouth_open_corr")
+    print(f"split {args.split}: {len(items)} clips; 95 % bootstrap intervals over clips")
+    print("| recipe | UNet evals / frame | s / video s | Emo-Score | Emo-Score (8) | F-SIM | Sync-C | Sync-D | mouth error | mouth opening corr | FVD |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for text, evals, speed, r in rows:
-        print(
-            f"| {text} | {fmt(evals, 1)} | {fmt(speed, 2)} | {fmt(r.get('emo_score'))} | {fmt(r.get('emo_score_all8'))} | "
-            f"{fmt(r.get('fsim'))} | {fmt(r.get('sync_c'))} | {fmt(r.get('sync_d'))} | {fmt(r.get('fvd'), 1)} |"
-        )  # fmt: skip
+        cells = " | ".join(ci(r, k) for k in keys)
+        print(f"| {text} | {fmt(evals, 1)} | {fmt(speed, 2)} | {cells} | {fmt(r.get('fvd'), 1)} |")
 
 
 if __name__ == "__main__":

@@ -126,3 +126,31 @@ def test_bad_input_gives_one_clear_line(slot, name, extra, message, portrait_png
     assert not out.exists()
     assert not (tmp_path / "PWNED").exists()
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".out")]
+
+
+def test_sigterm_mid_job_leaves_no_file(portrait_png, tiny_weights, tmp_path):
+    """A terminated `generate` unwinds: exit 143, one line, no output and no temporary file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sr = 16000
+    t = np.arange(20 * sr) / sr
+    write_audio(tmp_path / "long.wav", (0.2 * np.sin(2 * np.pi * 150 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32), sr)
+    out = tmp_path / "out" / "video.mp4"
+    out.parent.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dicetalk", "generate", str(portrait_png), str(tmp_path / "long.wav"), "-o", str(out), "--weights", str(tiny_weights),
+         "--steps", "20", "--device", "cpu"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(out.parent.iterdir()):  # the writer's temporary file appears when rendering starts
+        time.sleep(0.1)
+    assert any(out.parent.iterdir()), "the job never started writing"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert err.strip().splitlines()[-1] == "error: terminated"
+    assert list(out.parent.iterdir()) == []

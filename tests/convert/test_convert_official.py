@@ -419,9 +419,13 @@ def test_generate_loads_the_release_folder_directly(release, tmp_path, monkeypat
     pipe.set_progress_bar_config(disable=True)
     assert sorted(pipe.priors.emotions) == sorted(["angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised"])
     rng = np.random.default_rng(0)
+    from dicetalk.pipeline.recipe import RELEASE
+
+    assert pipe.recipe == RELEASE.replace(fps=12.5, interpolation=1)  # the release's recipe; no RIFE here: 12.5 fps out
+    assert pipe.unet.config.masked_condition_attention is False  # a tiny-configuration release: the tiny UNet's layout
     out = pipe(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), rng.standard_normal(4000).astype(np.float32),
-               pipe.priors.prior("angry")[None].expand(5, -1), num_inference_steps=1)
-    assert out.frames.shape == (5, 32, 32, 3)
+               pipe.priors.prior("angry")[None].expand(5, -1), num_inference_steps=1, height=32, width=32)
+    assert out.frames.shape == (5, 32, 32, 3) and out.fps == 12.5
     converted = list((tmp_path / "cache" / "converted").iterdir())
     assert len(converted) == 1 and (converted[0] / "model_index.json").is_file()
     load_pipeline(release)  # the second load reuses the conversion

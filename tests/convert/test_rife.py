@@ -150,6 +150,22 @@ def test_convert_official_converts_the_releases_interpolator(release, tmp_path, 
         assert torch.equal(loaded.state_dict()[key[len("module.") :]], value), key
     assert (dst / "model_index.json").is_file()  # the pipeline folder is complete with or without it
 
+    # The folder samples as the release does: 12.5 fps doubled by the interpolator, 2N - 1 frames at 25 fps.
+    import numpy as np
+
+    from dicetalk.pipeline.loading import load_pipeline
+    from dicetalk.pipeline.recipe import RELEASE
+
+    pipe = load_pipeline(dst)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.recipe == RELEASE and pipe.frame_interpolator is not None
+    rng = np.random.default_rng(0)
+    audio = rng.standard_normal(6 * 1280).astype(np.float32)
+    assert RELEASE.generated_frames(len(audio)) == 6
+    out = pipe(rng.integers(0, 255, (40, 32, 3), dtype=np.uint8), audio, pipe.priors.prior("sad")[None].expand(6, -1),
+               num_inference_steps=1, height=32, width=32)  # fmt: skip
+    assert out.frames.shape == (11, 32, 32, 3) and out.fps == 25.0 and out.num_frames == 11
+
 
 def test_convert_official_check_refuses_a_bad_interpolator(release, tmp_path, capsys, release_state):
     sentinel = tmp_path / "SENTINEL"

@@ -97,7 +97,7 @@ def test_neutral_reference_frame_animates_the_persons_neutral_frame(tiny_world, 
 
 
 def test_rendered_set_is_scored_by_evaluate(tiny_world, pipe, tmp_path, capsys):
-    render_evaluation_set(RenderOptions(str(tiny_world), str(tmp_path / "gen"), split="train", emotions=("happy",), recipe="steps=1", max_frames=12), pipe=pipe, progress=False)
+    render_evaluation_set(RenderOptions(str(tiny_world), str(tmp_path / "gen"), split="test", emotions=("happy",), recipe="steps=1", max_frames=12), pipe=pipe, progress=False)
     assert main(["evaluate", str(tmp_path / "gen"), "--reference", str(tiny_world), "--json", str(tmp_path / "r.json")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["num_videos"] >= 1 and report["fsim"] is not None and report["sync_c"] is not None

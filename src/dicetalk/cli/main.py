@@ -39,8 +39,32 @@ def _register_commands() -> None:
     from . import convert, evaluate, generate, info, render, synth, train, train_judges, ui  # noqa: F401
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that open outputs unwind (atomic writes leave no temp file)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     _register_commands()
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _run(argv)
+    except Terminated:
+        print("error: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, prog_name="dicetalk", standalone_mode=False)
     except Exit as exc:

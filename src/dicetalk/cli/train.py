@@ -228,6 +228,10 @@ def train(
 
         typer.echo(summarize(trained))
         return
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under `accelerate launch` one process writes the model
+        return
     pipe = assemble_pipeline(backbone, embedder, trained)
     _store_recipe(pipe, opts)
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[export_dtype]

@@ -32,7 +32,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             rgb = img.convert("RGB")
     except InputError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # PIL refuses to even open it: far past our own limit
+        raise InputError(f"{path}: image is too large (more than {MAX_IMAGE_PIXELS:,} pixels)") from None
+    except (UnidentifiedImageError, OSError, ValueError):
         raise InputError(f"{path}: not a readable image") from None
     if min(rgb.size) < 16:
         raise InputError(f"{path}: image of {rgb.width}x{rgb.height} pixels is too small")
