@@ -9,7 +9,7 @@ whisper-tiny, 32 audio + 32 emotion tokens of 1024, a 64-code emotion bank, 22 e
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError
@@ -84,7 +84,6 @@ class ModelConfig:
     emotion_embedder: dict[str, Any]  # DisentangledEmotionEmbedder
     expression_encoder: dict[str, Any] | None = None  # ExpressionEncoder; None: no reference-video input
     refiner: dict[str, Any] | None = None  # ReferenceRefiner; None: decoded frames are final (a full-size VAE keeps detail)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def prior_dim(self) -> int:

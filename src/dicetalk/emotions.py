@@ -31,13 +31,3 @@ def class_index(emotion: str, level: int) -> int:
     if not 1 <= level <= NUM_LEVELS:
         raise ValueError(f"level must be 1..{NUM_LEVELS}, got {level}")
     return 1 + NON_NEUTRAL.index(emotion) * NUM_LEVELS + (level - 1)
-
-
-def class_to_emotion(index: int) -> tuple[str, int]:
-    """Inverse of :func:`class_index`: (emotion, level)."""
-    if not 0 <= index < NUM_CLASSES:
-        raise ValueError(f"class index must be 0..{NUM_CLASSES - 1}, got {index}")
-    if index == 0:
-        return "neutral", 1
-    emotion, level = divmod(index - 1, NUM_LEVELS)
-    return NON_NEUTRAL[emotion], level + 1

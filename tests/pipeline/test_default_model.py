@@ -24,14 +24,14 @@ def test_default_model_is_small_and_loads_without_weights():
 def test_an_emotion_schedule_changes_what_the_judge_sees(tmp_path):
     """4 s of the bundled (held-out) speaker, one emotion then another: the judge reads each segment's."""
     from dicetalk.evaluation.judges import load_judges
-    from dicetalk.pipeline.generate import GenerateOptions, generate
+    from dicetalk.pipeline.generate import GenerateOptions, generate_video
     from dicetalk.synthetic.speech import write_wav
     from dicetalk.utils.media import read_audio, read_video
 
     speech = write_wav(tmp_path / "speech.wav", read_audio(EXAMPLES / "speech.wav")[: 4 * 16000])
     judge = load_judges().emotion
     for first, second in SCHEDULES:
-        out = generate(GenerateOptions(EXAMPLES / "portrait.png", speech, tmp_path / f"{first}.mp4", emotion=f"0:{first},2:{second}", crop=False))
+        out = generate_video(GenerateOptions(EXAMPLES / "portrait.png", speech, tmp_path / f"{first}.mp4", emotion=f"0:{first},2:{second}", crop=False))
         frames = torch.from_numpy(read_video(out, with_audio=False).frames)
         with torch.no_grad():
             p = torch.softmax(judge(frames)[0], -1)

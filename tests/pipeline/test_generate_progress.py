@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from dicetalk.errors import Cancelled
-from dicetalk.pipeline.generate import GenerateOptions, generate
+from dicetalk.pipeline.generate import GenerateOptions, generate_video
 
 
 def _options(portrait_png, speech_wav, tiny_weights, out, **kw):
@@ -15,7 +15,7 @@ def _options(portrait_png, speech_wav, tiny_weights, out, **kw):
 
 def test_progress_moves_through_every_stage_and_denoising_window(portrait_png, speech_wav, tiny_weights, tmp_path):
     seen = []
-    out = generate(_options(portrait_png, speech_wav, tiny_weights, tmp_path / "out.mp4"), progress=lambda f, d: seen.append((f, d)))
+    out = generate_video(_options(portrait_png, speech_wav, tiny_weights, tmp_path / "out.mp4"), progress=lambda f, d: seen.append((f, d)))
     assert out.is_file()
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions), "progress never goes back"
@@ -40,6 +40,6 @@ def test_cancel_stops_the_job_and_leaves_no_file(portrait_png, speech_wav, tiny_
 
     out = tmp_path / "out.mp4"
     with pytest.raises(Cancelled):
-        generate(_options(portrait_png, speech_wav, tiny_weights, out), progress=progress, cancel=cancel)
+        generate_video(_options(portrait_png, speech_wav, tiny_weights, out), progress=progress, cancel=cancel)
     assert not any(d.startswith("decoding") for d in calls)
     assert os.listdir(tmp_path) == []

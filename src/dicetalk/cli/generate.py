@@ -9,8 +9,8 @@ import typer
 from .main import app
 
 
-@app.command()
-def generate(
+@app.command("generate")
+def generate_command(
     image: Path = typer.Argument(..., help="Portrait photo (any common image format)."),
     audio: Path = typer.Argument(..., help="Speech recording (wav, mp3, flac, ogg, m4a, or a video's audio track)."),
     output: Path = typer.Option(Path("outputs/out.mp4"), "-o", "--output", help="Output .mp4 (written atomically)."),
@@ -42,7 +42,7 @@ def generate(
     transition: float = typer.Option(0.5, help="Seconds of crossfade between emotion schedule segments."),
 ) -> None:
     """Render a talking-head video of IMAGE speaking AUDIO with an emotion."""
-    from ..pipeline.generate import GenerateOptions, generate as run
+    from ..pipeline.generate import GenerateOptions, generate_video
 
     if weights is None:
         typer.echo("note: the embedded default model was trained on synthetic cartoon faces only; a photo comes out "
@@ -66,5 +66,5 @@ def generate(
         max_seconds=max_seconds,
         transition=transition,
     )
-    path = run(opts)
+    path = generate_video(opts)
     typer.echo(f"wrote {path}")

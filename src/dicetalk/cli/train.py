@@ -191,13 +191,9 @@ def train(
     cache_dir: Path | None = typer.Option(None),
 ) -> None:
     """Train the DICE-Talk denoiser and conditioning (EDM + discrimination + VQ losses); export OUT/model."""
-    import torch
-
-    from ..configs import get_config
-    from ..training.assemble import assemble_pipeline, load_backbone, load_embedder, prepare_features, save_pipeline
     from ..errors import InputError
     from ..pipeline.recipe import SamplingRecipe
-    from ..training.diffusion import DiffusionOptions, train_diffusion
+    from ..training.diffusion import DiffusionOptions
 
     _threads(threads)
     if (sync_weight > 0) != (sync_expert is not None):
@@ -216,10 +212,21 @@ def train(
         emotion_bank=emotion_bank, deterministic_prior=deterministic_prior, neutral_reference=neutral_reference, unet_trainable=unet_trainable,
         workers=workers, mixed_precision=mixed_precision, save_every=save_every, seed=seed, **distill,
     )
-    cfg = get_config(config)
-    cache = _cache(dataset, cfg.image_size, cache_dir)
-    parts = load_backbone(backbone)
-    emb, _ = load_embedder(embedder)
+    _train_and_export(opts, cache_dir, resume, dry_run, export_dtype)
+
+
+def _train_and_export(opts, cache_dir: Path | None, resume: bool, dry_run: bool, export_dtype: str) -> None:
+    """Cache the frozen features, train, and (main process only) write ``OUT/model``."""
+    import torch
+    from accelerate import PartialState
+
+    from ..configs import get_config
+    from ..training.assemble import assemble_pipeline, load_backbone, load_embedder, prepare_features, save_pipeline
+    from ..training.diffusion import train_diffusion
+
+    cache = _cache(Path(opts.dataset), get_config(opts.config).image_size, cache_dir)
+    parts = load_backbone(opts.backbone)
+    emb, _ = load_embedder(opts.embedder)
     typer.echo(f"{len(cache.records)} training clips, {len(cache.frames)} frames; {opts}")
     features = prepare_features(cache, parts, emb)
     trained = train_diffusion(opts, cache, features, parts["vae"].config.scaling_factor, resume=resume, dry_run=dry_run)
@@ -228,14 +235,12 @@ def train(
 
         typer.echo(summarize(trained))
         return
-    from accelerate import PartialState
-
     if not PartialState().is_main_process:  # under `accelerate launch` one process writes the model
         return
-    pipe = assemble_pipeline(backbone, embedder, trained)
+    pipe = assemble_pipeline(opts.backbone, opts.embedder, trained)
     _store_recipe(pipe, opts)
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[export_dtype]
-    typer.echo(f"wrote {save_pipeline(pipe, Path(out) / 'model', dtype)}")
+    typer.echo(f"wrote {save_pipeline(pipe, Path(opts.out) / 'model', dtype)}")
 
 
 def _store_recipe(pipe, opts, spec: str | None = None) -> None:

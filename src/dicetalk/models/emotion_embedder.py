@@ -169,28 +169,10 @@ class DisentangledEmotionEmbedder(ModelMixin, ConfigMixin):
         A missing modality enters as a zeroed stream, exactly like modality dropout, which in training
         (``self.training`` with both modalities given) zeroes one stream of some samples.
         """
-        if expression is None and audio is None:
-            raise ValueError("the emotion embedder needs expression coefficients, audio features or both")
         cfg = self.config
-        given = expression if expression is not None else audio
-        if given.ndim != 3:
-            raise ValueError(f"expected (batch, frames, features) inputs, got shape {tuple(given.shape)}")
-        batch, frames = given.shape[:2]
-        for name, x, dim in (("expression", expression, cfg.expression_dim), ("audio", audio, cfg.audio_dim)):
-            if x is not None and (x.ndim != 3 or x.shape[:2] != (batch, frames) or x.shape[-1] != dim):
-                raise ValueError(f"{name} must have shape ({batch}, {frames}, {dim}), got {tuple(x.shape)}")
-        if frames > cfg.max_frames:
-            raise ValueError(f"clips of {frames} frames exceed max_frames={cfg.max_frames}; crop or subsample the clip")
+        batch, frames = self._check_inputs(expression, audio)
         device, dtype = self.visual_in.weight.device, self.visual_in.weight.dtype
-
-        if padding_mask is not None:
-            padding_mask = padding_mask.to(device=device, dtype=torch.bool)
-            if padding_mask.shape != (batch, frames):
-                raise ValueError(f"padding_mask must have shape ({batch}, {frames}), got {tuple(padding_mask.shape)}")
-            if padding_mask.all(dim=1).any():
-                raise ValueError("every clip needs at least one frame that is not padding")
-            if not padding_mask.any():
-                padding_mask = None
+        padding_mask = self._check_padding(padding_mask, batch, frames, device)
 
         if self.training and cfg.modality_dropout > 0 and expression is not None and audio is not None:
             drop_visual, drop_audio = self.modality_dropout_masks(batch, device, generator)
@@ -230,6 +212,34 @@ class DisentangledEmotionEmbedder(ModelMixin, ConfigMixin):
             s_alpha=s_alpha if return_streams else None,
             s_beta=visual if return_streams else None,
         )
+
+    def _check_inputs(self, expression: torch.Tensor | None, audio: torch.Tensor | None) -> tuple[int, int]:
+        """(batch, frames) of the given streams, or a ValueError naming what is wrong."""
+        if expression is None and audio is None:
+            raise ValueError("the emotion embedder needs expression coefficients, audio features or both")
+        cfg = self.config
+        given = expression if expression is not None else audio
+        if given.ndim != 3:
+            raise ValueError(f"expected (batch, frames, features) inputs, got shape {tuple(given.shape)}")
+        batch, frames = given.shape[:2]
+        for name, x, dim in (("expression", expression, cfg.expression_dim), ("audio", audio, cfg.audio_dim)):
+            if x is not None and (x.ndim != 3 or x.shape[:2] != (batch, frames) or x.shape[-1] != dim):
+                raise ValueError(f"{name} must have shape ({batch}, {frames}, {dim}), got {tuple(x.shape)}")
+        if frames > cfg.max_frames:
+            raise ValueError(f"clips of {frames} frames exceed max_frames={cfg.max_frames}; crop or subsample the clip")
+        return batch, frames
+
+    @staticmethod
+    def _check_padding(padding_mask: torch.Tensor | None, batch: int, frames: int, device) -> torch.Tensor | None:
+        """The padding mask as bool on ``device``; None when nothing is padding."""
+        if padding_mask is None:
+            return None
+        padding_mask = padding_mask.to(device=device, dtype=torch.bool)
+        if padding_mask.shape != (batch, frames):
+            raise ValueError(f"padding_mask must have shape ({batch}, {frames}), got {tuple(padding_mask.shape)}")
+        if padding_mask.all(dim=1).any():
+            raise ValueError("every clip needs at least one frame that is not padding")
+        return padding_mask if padding_mask.any() else None
 
     @staticmethod
     def _stream_input(

@@ -142,7 +142,7 @@ STAGES = {"prepare": (0.0, 0.03), "encode": (0.03, 0.06), "denoise": (0.06, 0.9)
 STAGE_NAMES = {"prepare": "reading the inputs", "encode": "encoding portrait and speech", "denoise": "denoising", "decode": "decoding frames", "write": "writing the video"}
 
 
-def generate(
+def generate_video(
     opts: GenerateOptions,
     progress: Callable[[float, str], None] | None = None,
     pipeline=None,

@@ -279,7 +279,7 @@ class DiceTalkUI:
             return 1.0  # generate reports the problem
 
     def _render(self, checked: Checked, session: str | None, progress) -> str:
-        from ..pipeline.generate import GenerateOptions, generate
+        from ..pipeline.generate import GenerateOptions, generate_video
 
         job = self.board.start(session, checked.audio_seconds, checked.steps)
         out = self.workspace.results / f"dicetalk_{uuid.uuid4().hex[:12]}.mp4"
@@ -298,7 +298,7 @@ class DiceTalkUI:
 
         succeeded = False
         try:
-            generate(opts, progress=report, pipeline=self.pipe, cancel=job.cancel)
+            generate_video(opts, progress=report, pipeline=self.pipe, cancel=job.cancel)
             succeeded = True
         except Cancelled:
             log.info("job stopped (the server is shutting down)")
@@ -349,15 +349,15 @@ class DiceTalkUI:
             def validate(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, request: gr.Request):
                 return self.validate(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, request)
 
-            def generate(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, request: gr.Request, progress=gr.Progress()):
+            def run_job(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, request: gr.Request, progress=gr.Progress()):
                 return self.run(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, request, progress)
 
             # preprocess=False: the function gets the uploads' paths; gradio decodes nothing (its
             # messages about undecodable files name its internals and server paths).
-            button.click(generate, inputs, video, api_name="generate", preprocess=False, validator=validate, concurrency_limit=1)
+            button.click(run_job, inputs, video, api_name="generate", preprocess=False, validator=validate, concurrency_limit=1)
         # Estimates go to the waiting clients when they join and every 2 s (ours follow the running job's pace).
         blocks.queue(default_concurrency_limit=1, max_size=s.queue_size, api_open=False, status_update_rate=2)
-        view = QueueView(blocks, generate, self.board, self._describe)
+        view = QueueView(blocks, run_job, self.board, self._describe)
         return blocks, view
 
 

@@ -72,12 +72,3 @@ def write_text(dst: str | os.PathLike, text: str) -> None:
 def write_json(dst: str | os.PathLike, obj: Any) -> None:
     """Deterministic JSON (sorted keys, fixed indentation) written atomically."""
     write_text(dst, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def save_safetensors(tensors: dict, dst: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
-    """Save a dict of torch tensors as safetensors, atomically."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with atomic_path(dst) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
