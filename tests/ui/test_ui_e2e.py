@@ -207,6 +207,8 @@ def test_bad_inputs_get_one_line_of_ours_without_paths(server, client, portrait_
         (dict(audio=_speech(tmp_path / "long.wav", 11.0)), "speech: audio longer than the limit of 10 s"),
         (dict(steps=4), "steps must be in [1, 3]"),
         (dict(emotion="/etc/passwd"), "unknown emotion"),
+        (dict(recipe="sampler=ddim"), "unknown sampler 'ddim'"),
+        (dict(recipe="stepz=2"), "unknown field 'stepz'"),
     ]
     for change, expected in cases:
         args = _job_args(portrait_png, speech_wav)
@@ -225,7 +227,8 @@ def test_bad_inputs_get_one_line_of_ours_without_paths(server, client, portrait_
 def test_progress_moves_during_denoising(server, client, portrait_png, speech_wav):
     c = client()
     start = time.monotonic()
-    job = c.submit(**_job_args(portrait_png, speech_wav, steps=2), api_name="/generate")
+    # A job with an advanced recipe (it is checked like `generate --recipe`, then passed on).
+    job = c.submit(**_job_args(portrait_png, speech_wav, steps=2, recipe="sampler=heun"), api_name="/generate")
     seen, first = [], None
     while not job.done():
         status = job.status()

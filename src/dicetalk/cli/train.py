@@ -268,6 +268,9 @@ def export(
     ),  # fmt: skip
     vae: Path | None = typer.Option(None, help="A VAE with a fine-tuned decoder (`pretrain --decoder-of`) to ship instead of the backbone's."),
     refiner: Path | None = typer.Option(None, help="A reference refiner (`pretrain --parts refiner`) to ship: decoded frames corrected from the portrait."),
+    face_layout: str = typer.Option(
+        "none", help="'synthetic': trained on the synthetic world's faces (generate then aligns a photo's face to them); 'none': real faces."
+    ),
 ) -> None:
     """Assemble a complete weights folder from a training run's newest checkpoint."""
     import json
@@ -283,6 +286,8 @@ def export(
     if dtype not in ("float32", "float16", "bfloat16"):
         raise InputError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
     parse_recipe(recipe, SamplingRecipe())  # a malformed recipe fails before the weights are read
+    if face_layout not in ("none", "synthetic"):
+        raise InputError(f"face layout must be none or synthetic, got {face_layout!r}")
     options = run / "run" / "options.json"
     if not options.is_file():
         raise InputError(f"{run} is not a training output folder (no run/options.json)")
@@ -297,5 +302,9 @@ def export(
     step = json.loads((checkpoint / "state.json").read_text())["step"]
     pipe = assemble_pipeline(opts.backbone, opts.embedder, parts, vae_dir=vae, refiner_dir=refiner)
     _store_recipe(pipe, opts, recipe)
+    if face_layout == "synthetic":
+        from ..utils.faces import SYNTHETIC_LAYOUT
+
+        pipe.register_to_config(face_layout=SYNTHETIC_LAYOUT.to_dict())
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     typer.echo(f"wrote {save_pipeline(pipe, out, torch_dtype)} (step {step})")

@@ -39,7 +39,7 @@ from .workspace import Workspace
 log = logging.getLogger("dicetalk.ui")
 
 DEFAULT_EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised", "fear", "disgusted", "contempt")
-INPUTS = ("image", "audio", "emotion", "strength", "reference", "identity_scale", "emotion_scale", "steps", "seed", "crop")
+INPUTS = ("image", "audio", "emotion", "strength", "reference", "identity_scale", "emotion_scale", "steps", "seed", "crop", "recipe")
 LABELS = {"image": "portrait", "audio": "speech", "reference": "reference video"}
 IDENTITY_RANGE, EMOTION_RANGE, STRENGTH_RANGE = (0.0, 10.0), (0.0, 12.0), (0.0, 2.0)
 
@@ -81,6 +81,7 @@ class Checked:
     steps: int
     seed: int
     crop: bool
+    recipe: str | None = None  # a sampling recipe spec on the model's own (the sliders above override its fields)
 
 
 def _path_of(payload: Any) -> str | None:
@@ -162,6 +163,7 @@ class DiceTalkUI:
         crop = values["crop"]
         if not isinstance(crop, bool):
             raise Rejected("crop must be true or false", "crop")
+        recipe = self._check_recipe(values.get("recipe"), int(steps_value))
         audio_seconds = self.board.audio_length(str(audio))
         if reference is not None:
             self._check_reference(reference, decode)
@@ -169,14 +171,32 @@ class DiceTalkUI:
             self._check_portrait(image, crop)
             audio_seconds = self._check_speech(audio)
         spec = str(reference) if reference else (emotion if strength == 1.0 else f"{emotion}:{strength:g}")
-        return Checked(image, audio, audio_seconds, spec, reference, identity_scale, emotion_scale, int(steps_value), int(seed_value), crop)
+        return Checked(image, audio, audio_seconds, spec, reference, identity_scale, emotion_scale, int(steps_value), int(seed_value), crop, recipe)
+
+    def _check_recipe(self, spec: Any, steps: int) -> str | None:
+        """The advanced recipe spec, checked as `generate --recipe` checks it (the step limit applies to it too)."""
+        from ..pipeline.recipe import parse_recipe
+
+        spec = (spec or "").strip() if isinstance(spec, str) or spec is None else None
+        if spec is None:
+            raise Rejected("recipe must be text", "recipe")
+        if not spec:
+            return None
+        try:
+            parse_recipe(spec, self.pipe.recipe).replace(steps=steps)
+        except InputError as exc:
+            raise Rejected(page_text(str(exc)), "recipe") from None
+        if len(spec) > 500:
+            raise Rejected("recipe: at most 500 characters", "recipe")
+        return spec
 
     def _check_portrait(self, image: Path, crop: bool) -> None:
         import warnings
 
         from PIL import Image
 
-        from ..utils.image import MAX_IMAGE_PIXELS, detect_face, load_image
+        from ..utils.faces import detect_face
+        from ..utils.image import MAX_IMAGE_PIXELS, load_image
 
         try:  # PIL refuses to open huge images outright; name the problem instead of "unreadable"
             with warnings.catch_warnings():
@@ -285,7 +305,7 @@ class DiceTalkUI:
         out = self.workspace.results / f"dicetalk_{uuid.uuid4().hex[:12]}.mp4"
         opts = GenerateOptions(
             image=checked.image, audio=checked.audio, output=out, emotion=checked.emotion, weights=self.weights, crop=checked.crop,
-            steps=checked.steps, identity_scale=checked.identity_scale, emotion_scale=checked.emotion_scale, seed=checked.seed,
+            recipe=checked.recipe, steps=checked.steps, identity_scale=checked.identity_scale, emotion_scale=checked.emotion_scale, seed=checked.seed,
             device=self.device, max_seconds=self.settings.max_audio_seconds,
         )  # fmt: skip
 
@@ -341,16 +361,20 @@ class DiceTalkUI:
                         )  # a slider needs two ends
                         seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                         crop = gr.Checkbox(value=True, label="Detect and crop the face")
+                        recipe = gr.Textbox(
+                            value="", label="Sampling recipe (advanced)", elem_id="recipe", max_lines=1,
+                            placeholder="e.g. release, or sampler=dpmpp-2m,guidance_interval=0.05:5 (fields of `dicetalk generate --recipe`)",
+                        )  # fmt: skip
                     button = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column():
                     video = gr.Video(label="Result", elem_id="result", autoplay=False)
-            inputs = [image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop]
+            inputs = [image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe]
 
-            def validate(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, request: gr.Request):
-                return self.validate(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, request)
+            def validate(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, request: gr.Request):
+                return self.validate(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, request)
 
-            def run_job(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, request: gr.Request, progress=gr.Progress()):
-                return self.run(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, request, progress)
+            def run_job(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, request: gr.Request, progress=gr.Progress()):
+                return self.run(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, request, progress)
 
             # preprocess=False: the function gets the uploads' paths; gradio decodes nothing (its
             # messages about undecodable files name its internals and server paths).
