@@ -79,3 +79,23 @@ def test_bad_input(tmp_path, portrait_png):
         prepare_portrait(tmp_path / "missing.png", "none")
     with pytest.raises(InputError, match="unknown crop 'square'; expected one of release, layout, none"):
         prepare_portrait(portrait_png, "square")
+
+
+def test_generate_frames_the_portrait_as_the_model_was_trained(portrait_png, tiny_weights):
+    """The embedded default model gets a photo aligned to its synthetic faces and the mask its training
+    used; weights without a face layout (the release) get the release's crop and mask rule."""
+    from dicetalk.pipeline.generate import face_layout_of, portrait_for
+    from dicetalk.utils.faces import detect_face, layout_face_mask
+
+    default_layout = face_layout_of(None)
+    assert default_layout == SYNTHETIC_LAYOUT  # stored with the embedded model
+    assert face_layout_of(tiny_weights) is None
+    aligned = portrait_for(portrait_png, True, default_layout)
+    n = aligned.image.shape[0]
+    assert np.array_equal(aligned.mask, layout_face_mask(SYNTHETIC_LAYOUT, n))
+    face = detect_face(aligned.image)  # found again in the crop: the mouth where the synthetic faces have it
+    assert abs(face.mouth[1] / n - SYNTHETIC_LAYOUT.mouth_y) < 0.04
+    assert abs((face.eyes[0][1] + face.eyes[1][1]) / 2 / n - SYNTHETIC_LAYOUT.eye_y) < 0.04
+    release = portrait_for(portrait_png, True, None)
+    assert np.array_equal(release.mask, release_face_mask(release.face.box, *release.image.shape[:2]))
+    assert portrait_for(portrait_png, False, default_layout).mask is None  # --no-crop: the model's default region
