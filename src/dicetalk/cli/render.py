@@ -14,7 +14,7 @@ def render_eval(
     dataset: Path = typer.Argument(..., help="Dataset folder (the synthetic world or the same layout)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the videos and their sidecars."),
     weights: Path | None = typer.Option(None, help="Weights folder (default: the embedded model)."),
-    split: str = typer.Option("test"),
+    split: str = typer.Option("test", help="Identities to render: val (choose recipes and settings there) or test (report once)."),
     mode: str = typer.Option("label", help="label (prompt priors), reference (another clip, same identity) or other-identity."),
     reference_frame: str = typer.Option("clip", help="clip (the clip's own first frame) or neutral (the person's neutral clip: the emotion must come from the condition)."),
     levels: str = typer.Option("3", help="Comma-separated intensity levels (neutral is always level 1)."),
