@@ -44,5 +44,6 @@ $DT pretrain "$DATA/world" --out "$RUN/decoder" --parts vae --decoder-of "$RUN/b
     --init "$RUN/diffusion/run/checkpoints/step_$(printf %07d "$WIDE")" --out "$RUN/sync" --steps "$SYNC" --mix 0.75 --seed 1 \
     --sync-expert "$RUN/sync_expert/sync_expert" --sync-weight 0.2 --threads "$THREADS" $(resume "$RUN/sync")
 $DT pretrain "$DATA/world" --out "$RUN/refiner" --parts refiner --decoder-of "$RUN/decoder/vae" --threads "$THREADS"
-$DT export "$RUN/sync" --out src/dicetalk/assets/default_model --dtype float16 --steps 8 --sampler euler-churn --guidance-interval 0.05 5 \
-    --overlap 0 --identity-scale 1 --emotion-scale 4 --vae "$RUN/decoder/vae" --refiner "$RUN/refiner/refiner"
+$DT export "$RUN/sync" --out src/dicetalk/assets/default_model --dtype float16 --face-layout synthetic \
+    --recipe "steps=8,sampler=euler-churn,guidance_interval=0.05:5,overlap=0,identity_scale=1,emotion_scale=4,noise_aug=0" \
+    --vae "$RUN/decoder/vae" --refiner "$RUN/refiner/refiner"
