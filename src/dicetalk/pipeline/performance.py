@@ -206,7 +206,7 @@ def compile_blocks(model: torch.nn.Module, backend: str | None, names: tuple[str
     back to eager). Returns how many blocks changed."""
     import torch._dynamo
 
-    # One compiled graph per distinct block shape (channels x grid x batch): far more than the default limit.
+    # One compiled graph per distinct block shape (channels x grid, and batch until it turns dynamic): more than the default limit.
     for option, at_least in (("cache_size_limit", 256), ("recompile_limit", 256), ("accumulated_cache_size_limit", 2048), ("accumulated_recompile_limit", 2048)):
         if hasattr(torch._dynamo.config, option):
             setattr(torch._dynamo.config, option, max(getattr(torch._dynamo.config, option), at_least))
@@ -216,7 +216,7 @@ def compile_blocks(model: torch.nn.Module, backend: str | None, names: tuple[str
             if backend is None:
                 module._compiled_call_impl = None
             else:
-                module.compile(backend=backend, dynamic=False)
+                module.compile(backend=backend)  # static shapes first; a second batch size recompiles once with a dynamic batch
             count += 1
     return count
 
