@@ -115,7 +115,7 @@ class PerformanceOptions:
         return ", ".join(on) or "defaults"
 
 
-FAST = PerformanceOptions(attention="flash", fuse_qkv=True, compile_blocks=True, cuda_graphs=True, windows_per_batch=2, decode_batch=2, overlap_decode=True)
+FAST = PerformanceOptions(attention="flash", fuse_qkv=True, compile_blocks=True, cuda_graphs=True, decode_batch=2, overlap_decode=True)
 """Every switch at once (its choice of values is what the H200 benchmark measured best; see benchmarks/gpu_check.sh)."""
 
 

@@ -78,7 +78,7 @@ def plan_segments(frames: int, total: int, window: int, chunk: int, options: Str
     while True:
         step = -(-int(round(size)) // chunk) * chunk
         nxt = bounds[-1] + max(chunk, step)
-        if nxt >= frames:
+        if nxt >= frames or frames - nxt < window:  # a last segment of less than a window: not worth its context
             break
         bounds.append(nxt)
         size = min(size * options.growth, largest)
