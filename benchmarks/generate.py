@@ -391,11 +391,12 @@ def main() -> None:
     if args.switches:
         figures["switches"] = switch_table(pipe, args, performance)
         emit(f"{title}: each switch", switches=figures["switches"])
-        figures["decoding"] = decode_table(pipe, args)
-        emit(f"{title}: VAE decoding", decoding=figures["decoding"])
     for name in args.rows:
         figures["rows"] += rows(pipe, args, performance, [name])
         emit(f"{title}: generation", main=figures["rows"])
+    if args.switches:
+        figures["decoding"] = decode_table(pipe, args)
+        emit(f"{title}: VAE decoding", decoding=figures["decoding"])
 
 
 if __name__ == "__main__":
