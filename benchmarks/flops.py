@@ -61,6 +61,28 @@ def per_frame_costs(config: str, size: int | None = None) -> tuple[float, float,
     return unet_flops, vae_flops, f
 
 
+def unet_flops_per_frame(pipe, size: int | None = None) -> float:
+    """FLOPs per frame of one forward of ``pipe``'s own UNet (one window, batch 1) at ``size`` pixels
+    square (None: its native size), counted under a fake-tensor mode: no arithmetic, any device."""
+    unet = pipe.unet
+    c, f = unet.config, pipe.window
+    h = (size or pipe.native_size) // pipe.vae_scale_factor
+    tokens = pipe.audio_projection.config.context_tokens, pipe.emotion_bank.config.num_tokens
+    dev, dt = unet.device, unet.dtype
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        rand = lambda *shape: torch.randn(*shape, device=dev, dtype=dt)  # noqa: E731
+        inputs = (rand(1, f, c.in_channels, h, h), torch.tensor(0.3, device=dev, dtype=dt), rand(1, 1, c.cross_attention_dim), rand(1, 3))
+        kwargs = dict(
+            audio_tokens=rand(1, f, tokens[0], c.cross_attention_dim),
+            emotion_tokens=rand(1, f, tokens[1], c.cross_attention_dim),
+            mask_features=rand(1, f, c.block_out_channels[0], h, h),
+            face_mask=torch.ones(1, 1, h * pipe.vae_scale_factor, h * pipe.vae_scale_factor, device=dev),
+        )
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            unet(*inputs, **kwargs)
+    return counter.get_total_flops() / f
+
+
 @dataclass
 class Setting:
     name: str

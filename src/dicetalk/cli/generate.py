@@ -40,6 +40,10 @@ def generate_command(
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
     max_seconds: float = typer.Option(600.0, help="Refuse audio longer than this."),
     transition: float = typer.Option(0.5, help="Seconds of crossfade between emotion schedule segments."),
+    stream: bool = typer.Option(
+        False, "--stream", help="Sample the video in segments and write each as soon as it is done: the first frames come within "
+        "seconds instead of after the whole video, for a little more work and frames very close to (not equal to) the whole-video run's.",
+    ),
 ) -> None:
     """Render a talking-head video of IMAGE speaking AUDIO with an emotion."""
     from ..pipeline.generate import GenerateOptions, generate_video
@@ -65,6 +69,8 @@ def generate_command(
         device=device,
         max_seconds=max_seconds,
         transition=transition,
+        stream=stream,
     )
-    path = generate_video(opts)
+    first = (lambda seconds: typer.echo(f"first frames written after {seconds:.1f} s", err=True)) if stream else None
+    path = generate_video(opts, on_first_frames=first)
     typer.echo(f"wrote {path}")

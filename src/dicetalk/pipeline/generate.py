@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -48,7 +49,7 @@ class GenerateOptions:
     max_seconds: float = 600.0
     transition: float = 0.5  # seconds of crossfade between emotion schedule segments
     windows_per_batch: int = 1
-
+    stream: bool = False  # sample in segments and write each as soon as it is done (see pipeline/streaming.py)
 
     def resolve_recipe(self, base: SamplingRecipe) -> SamplingRecipe:
         """The recipe this job samples with: ``recipe`` on top of ``base``, then the shorthand fields."""
@@ -147,6 +148,7 @@ def generate_video(
     progress: Callable[[float, str], None] | None = None,
     pipeline=None,
     cancel: threading.Event | None = None,
+    on_first_frames: Callable[[float], None] | None = None,
 ) -> Path:
     """Render ``opts.output``; returns its path. Raises :class:`~dicetalk.errors.DiceTalkError` on bad input.
 
@@ -154,11 +156,15 @@ def generate_video(
     ``progress(fraction, description)``: called as the job advances through its stages (:data:`STAGES`),
     through every denoising window and decoded chunk. ``cancel``: when set, the job stops at the next
     window or chunk with :class:`~dicetalk.errors.Cancelled`, leaving no output file.
+    ``on_first_frames(seconds)``: called once, when the first frames are written, with the seconds
+    since the pipeline was called (with ``opts.stream``, after the first segment).
     """
 
     def report(stage: str, done: int = 0, total: int = 1) -> None:
         if cancel is not None and cancel.is_set():
             raise Cancelled("the job was cancelled")
+        if opts.stream and stage == "decode" and done < total:
+            return  # streamed segments are decoded between denoising steps: the denoising share keeps the pace
         if progress is not None:
             lo, hi = STAGES[stage]
             detail = f" ({done}/{total})" if total > 1 else ""
@@ -191,12 +197,16 @@ def generate_video(
 
     generator = torch.Generator().manual_seed(opts.seed)
     with VideoWriter(opts.output, recipe.fps, audio=audio) as writer:
+        start = time.perf_counter()
+
         def sink(frames: np.ndarray) -> None:
             writer.write(frames if opts.size is None else resize_short_side(frames, opts.size))
+            if writer.num_frames == len(frames) and on_first_frames is not None:
+                on_first_frames(time.perf_counter() - start)
 
         pipe(
             portrait.image, audio, priors, recipe=recipe, face_mask=portrait.mask, windows_per_batch=opts.windows_per_batch,
-            generator=generator, frame_sink=sink, progress=report,
+            generator=generator, frame_sink=sink, progress=report, stream=opts.stream or None,
         )  # fmt: skip
         report("write")
         writer.finish()

@@ -21,7 +21,7 @@ The data path (every choice named here is a field of the :class:`~.recipe.Sampli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -35,8 +35,10 @@ from ..errors import InputError
 from ..models.audio_encoder import encode_audio, frame_features, frame_windows
 from ..models.denoiser import DenoiserConditions, denoise, time_ids
 from ..utils.pixels import clip_input, resize, resize_mask, to_pixels, to_uint8
+from .performance import GraphedUNet, PerformanceOptions, apply_to_modules, attention_context
 from .recipe import RECIPE_KEY, SamplingRecipe
-from .schedulers import SCHEDULERS, sample, scheduler_for
+from .schedulers import SCHEDULERS, EDMEulerScheduler, sample, scheduler_for
+from .streaming import ChunkDecoder, GeneratorSteps, StreamOptions, plan_segments, segment_windows
 from .windows import WindowPlan, plan_windows
 
 OUTPUT_TYPES = ("np", "pil", "pt", "latent")
@@ -66,6 +68,12 @@ class _Conditions:
     null_emotion_tokens: torch.Tensor  # (T, D)
     time_ids: tuple[float, float, float]
     pixels: torch.Tensor  # (1, 3, H, W) the resized portrait in [-1, 1] (the refiner's reference)
+    constants: dict = field(default_factory=dict)  # small device tensors made once per video (no host sync per step)
+
+    def constant(self, key, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key not in self.constants:
+            self.constants[key] = make()
+        return self.constants[key]
 
 
 class DiceTalkPipeline(DiffusionPipeline):
@@ -286,6 +294,28 @@ class DiceTalkPipeline(DiffusionPipeline):
         out = self.emotion_embedder.eval()(expression=expression.to(self.emotion_embedder.dtype), audio=audio, sample=False)
         return out.mu[0]
 
+    # ------------------------------------------------------------------ performance
+    @property
+    def performance(self) -> PerformanceOptions:
+        """The speed switches in force (:mod:`.performance`); the defaults unless :meth:`set_performance` was called."""
+        return self.__dict__.get("_performance") or PerformanceOptions()
+
+    def set_performance(self, options: PerformanceOptions | None = None) -> None:
+        """Switch to ``options`` (None: the defaults), changing the UNet's and VAE's modules as they need."""
+        new = (options or PerformanceOptions()).validated()
+        apply_to_modules(self, self.performance, new)
+        self.__dict__["_performance"] = new
+        self.__dict__["_graphed"] = GraphedUNet(self.unet) if new.cuda_graphs else None
+
+    def _denoiser(self):
+        """The UNet as the sampler calls it: through CUDA graphs when they are on."""
+        graphed = self.__dict__.get("_graphed")
+        if graphed is None:
+            return self.unet
+        if graphed.unet is not self.unet:  # the UNet was replaced
+            graphed = self.__dict__["_graphed"] = GraphedUNet(self.unet)
+        return graphed
+
     # ------------------------------------------------------------------ denoising
     def _window_x0(self, x: torch.Tensor, sigma: torch.Tensor, index: torch.Tensor, cond: _Conditions, recipe: SamplingRecipe, guided: bool) -> torch.Tensor:
         """Guided denoised estimate of the windows ``index`` (nw, w) of ``x``: (nw, w, C, h, w).
@@ -293,9 +323,11 @@ class DiceTalkPipeline(DiffusionPipeline):
         ``guided=False`` runs only the fully conditioned branch. Branches are stacked on the batch:
         [nothing,] image, [image + audio,] image + audio + emotion. At ``s_id = 1`` the unconditional
         estimate cancels (none + 1 * (image - none)) and is not computed; the image + audio branch
-        only serves an audio scale of its own.
+        only serves an audio scale of its own. Constant tensors (branch masks, time ids) are made once
+        per video, so a call queues device work without waiting for it.
         """
         nw = index.shape[0]
+        index = index.to(x.device, non_blocking=True)
         xs, audio, emotion = x[index], cond.audio_tokens[index], cond.emotion_tokens[index]
         s_id, s_ae, s_a = recipe.identity_scale, recipe.emotion_scale, recipe.audio_scale
         with_none = guided and s_id != 1.0
@@ -304,24 +336,43 @@ class DiceTalkPipeline(DiffusionPipeline):
         image = [True] * (1 + guided + with_audio)  # branches that see the image
         audios = [audio] if not guided else [null_audio] * (1 + with_none) + [audio] * (len(image) - 1)
         emotions = [emotion] if not guided else [null_emotion] * (len(image) + with_none - 1) + [emotion]
-        keep = torch.tensor([False] * with_none + image, device=x.device)
-        n = keep.numel()
-        kept = keep.repeat_interleave(nw)
+        n = int(with_none) + len(image)
+        kept = cond.constant(
+            ("kept", with_none, len(image), nw),
+            lambda: torch.tensor([False] * with_none + image).repeat_interleave(nw).to(x.device, non_blocking=True),
+        )
+        image_latents = cond.image_latents.expand(n * nw, -1, -1, -1) * kept.view(-1, 1, 1, 1).to(cond.image_latents.dtype)
+        unet_time_ids = cond.constant(("time_ids", n * nw), lambda: time_ids(cond.time_ids, n * nw, None, self.unet.dtype).to(x.device, non_blocking=True))
         conditions = DenoiserConditions(
-            image_latents=cond.image_latents.expand(n * nw, -1, -1, -1) * kept.view(-1, 1, 1, 1).to(cond.image_latents.dtype),
+            image_latents=image_latents,
             image_embeds=cond.image_embeds.expand(n * nw, -1, -1) * kept.view(-1, 1, 1).to(cond.image_embeds.dtype),
             audio_tokens=torch.cat(audios),
             emotion_tokens=torch.cat(emotions),
             mask_features=cond.mask_features[:, None].expand(n * nw, index.shape[1], -1, -1, -1),
-            time_ids=time_ids(cond.time_ids, n * nw, x.device, self.unet.dtype),
+            time_ids=unet_time_ids,
             face_mask=cond.face_mask,
         )
-        x0 = denoise(self.unet, xs.repeat(n, 1, 1, 1, 1), sigma, conditions)[0].view(n, nw, *xs.shape[1:])
+        with attention_context(self.performance.attention):
+            x0 = denoise(self._denoiser(), xs.repeat(n, 1, 1, 1, 1), sigma, conditions)[0].view(n, nw, *xs.shape[1:])
         if not guided:
             return x0[0]
         return edm.guided(
             x0[int(with_none)], x0[-1], s_ae, s_id, x0[0] if with_none else None, audio=x0[-2] if with_audio else None, audio_scale=s_a
         )
+
+    @staticmethod
+    def _plan_on_device(plan: WindowPlan, total: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(index, weights (w, 1, 1, 1), norm (total, 1, 1, 1)) of a plan on ``device``, made once per plan."""
+        cache = plan.__dict__.setdefault("_on_device", {})
+        key = (str(device), total)
+        if key not in cache:
+            index = plan.index.to(device, non_blocking=True)
+            weights = plan.weights.to(device, non_blocking=True).view(-1, 1, 1, 1)
+            norm = torch.zeros(total, 1, 1, 1, device=device)
+            for rows in index:
+                norm.index_add_(0, rows, weights)
+            cache[key] = (index, weights, norm.clamp(min=1e-12))  # frames no window covers (segments) stay 0 / tiny
+        return cache[key]
 
     def denoise_step(
         self,
@@ -333,19 +384,25 @@ class DiceTalkPipeline(DiffusionPipeline):
         guided: bool,
         windows_per_batch: int = 1,
         on_window: Callable[[], None] | None = None,
+        on_batch: Callable[[int, torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
-        """Denoised estimate of the whole video: window estimates averaged in latent space."""
+        """Denoised estimate of the whole video: window estimates averaged in latent space.
+
+        ``on_batch(windows_done, estimate)``, after each batch of windows, gets the average so far
+        (final for the frames whose windows are all done). No host sync: indices, weights and
+        normalisation live on the device, made once per plan.
+        """
+        index, weights, norm = self._plan_on_device(plan, x.shape[0], x.device)
         acc = torch.zeros_like(x)
-        norm = torch.zeros(x.shape[0], 1, 1, 1, device=x.device)
-        weights = plan.weights.to(x.device)
-        for i in range(0, len(plan.index), windows_per_batch):
-            index = plan.index[i : i + windows_per_batch].to(x.device)
-            x0 = self._window_x0(x, sigma, index, cond, recipe, guided)
-            for rows, est in zip(index, x0):
-                acc.index_add_(0, rows, est * weights.view(-1, 1, 1, 1))
-                norm.index_add_(0, rows, weights.view(-1, 1, 1, 1))
+        for i in range(0, index.shape[0], windows_per_batch):
+            batch = index[i : i + windows_per_batch]
+            x0 = self._window_x0(x, sigma, batch, cond, recipe, guided)
+            for rows, est in zip(batch, x0):
+                acc.index_add_(0, rows, est * weights)
                 if on_window is not None:
                     on_window()
+            if on_batch is not None:
+                on_batch(i + batch.shape[0], acc / norm)
         return acc / norm
 
     def prepare_latents(self, total: int, size: tuple[int, int], cond: _Conditions, scheduler, generator: torch.Generator | None) -> torch.Tensor:
@@ -365,19 +422,30 @@ class DiceTalkPipeline(DiffusionPipeline):
         sink: Callable[[torch.Tensor], None],
         reference: torch.Tensor | None = None,
         keep: int | None = None,
+        batch: int = 1,
     ) -> None:
         """Decode (F, C, h, w) latents ``chunk`` frames at a time, handing float (n, 3, H, W) frames in
         [-1, 1] to ``sink``; ``keep``: hand over only the first ``keep`` frames (the rest only give the
         temporal decoder its context). ``reference``: the portrait's (1, 3, H, W) pixels for the
-        reference refiner (if the model has one)."""
-        scale = self.vae.config.scaling_factor
+        reference refiner (if the model has one). ``batch``: chunks decoded in one VAE call (each
+        chunk stays its own clip for the temporal decoder)."""
         keep = latents.shape[0] if keep is None else keep
-        for s in range(0, min(latents.shape[0], -(-keep // chunk) * chunk), chunk):
-            z = (latents[s : s + chunk] / scale).to(self.vae.dtype)
-            pixels = self.vae.decode(z, num_frames=z.shape[0]).sample
+        decoder = ChunkDecoder(self._decode_chunks(chunk, reference), chunk, latents.shape[0], keep, batch, lambda px: px, sink, latents.device, to_host=False)
+        decoder.close(latents)
+
+    def _decode_chunks(self, chunk: int, reference: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``latents (k * chunk or fewer, C, h, w) -> pixels``: the VAE's temporal decoder on clips of
+        ``chunk`` frames, then the reference refiner (if the model has one and ``reference`` is given)."""
+        scale = self.vae.config.scaling_factor
+
+        def run(latents: torch.Tensor) -> torch.Tensor:
+            z = (latents / scale).to(self.vae.dtype)
+            pixels = self.vae.decode(z, num_frames=min(chunk, z.shape[0])).sample
             if self.refiner is not None and reference is not None:
                 pixels = self.refiner(pixels.to(self.refiner.dtype).clamp(-1, 1), reference.to(self.refiner.dtype))
-            sink(pixels.float()[: max(0, keep - s)])
+            return pixels
+
+        return run
 
     def interpolate_stream(self, factor: int, sink: Callable[[torch.Tensor], None]) -> Callable[[torch.Tensor], None]:
         """A sink that inserts ``factor - 1`` interpolated frames between consecutive frames before ``sink``."""
@@ -417,7 +485,8 @@ class DiceTalkPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
         frame_sink: Callable[[np.ndarray], None] | None = None,
         progress: Callable[[str, int, int], None] | None = None,
-        windows_per_batch: int = 1,
+        windows_per_batch: int | None = None,
+        stream: StreamOptions | bool | None = None,
     ):
         """Generate one frame per row of ``priors`` (F, prior_dim), then interpolate to the recipe's fps.
 
@@ -430,16 +499,26 @@ class DiceTalkPipeline(DiffusionPipeline):
         ``output_type``: ``np`` (uint8 (N, H, W, 3)), ``pil`` (a list of images), ``pt`` (float (N, 3, H, W)
         in [0, 1]) or ``latent`` (the denoised (F, C, h, w) latents, not decoded). ``frame_sink``: receives
         uint8 frames chunk by chunk as they are decoded, instead of returning them (streaming).
+        ``stream``: sample the video in segments, each handed over as soon as it is done (True or a
+        :class:`~.streaming.StreamOptions`; see :mod:`.streaming`): the first frames come after the
+        first segment instead of after the whole video, for a little more work and a result close to
+        (not equal to) the whole-video one. ``windows_per_batch``: windows per UNet call (None: the
+        :attr:`performance` options').
         ``callback_on_step_end(pipe, i, t, {"latents": ..., "denoised": ...})`` is called after every
-        scheduler step (may return replaced ``latents``); ``progress(stage, done, total)`` as work
-        advances: ``"encode"``, ``"denoise"`` (windows over every step), ``"decode"`` (frames); an
-        exception it raises stops the call.
+        scheduler step (may return replaced ``latents``; not with ``stream``); ``progress(stage, done,
+        total)`` as work advances: ``"encode"``, ``"denoise"`` (windows over every step), ``"decode"``
+        (frames); an exception it raises stops the call.
         """
         recipe = (recipe or self.recipe).validated()
         if num_inference_steps is not None:
             recipe = recipe.replace(steps=num_inference_steps)
         if output_type not in OUTPUT_TYPES:
             raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        stream = StreamOptions() if stream is True else (stream or None)
+        if stream is not None:
+            stream = stream.validated()
+        if stream is not None and callback_on_step_end is not None:
+            raise InputError("callback_on_step_end cannot be used with stream (segments are denoised one after another)")
         n = int(priors.shape[0])
         if n < 1:
             raise InputError("nothing to generate: zero frames")
@@ -447,34 +526,63 @@ class DiceTalkPipeline(DiffusionPipeline):
         size = self.frame_size(_rgb(image).shape[:2], recipe, height, width)
         window = min(self.window, n) if recipe.windows == "blend" else self.window
         padding = window if recipe.windows == "circular" else 0
+        windows_per_batch = windows_per_batch or self.performance.windows_per_batch
+        if stream is not None and generator is None:  # segments replay the generator's per-step states
+            generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
 
         report("encode", 0, 1)
         cond = self.prepare_conditions(image, audio, priors, recipe, face_mask, size, padding, generator)
         report("encode", 1, 1)
-        latents = self._sample(cond, recipe, n + padding, window, size, generator, report, windows_per_batch, callback_on_step_end, callback_on_step_end_tensor_inputs)
-        if output_type == "latent":
-            frames = latents[:n]
+        output = _Output(self, n, recipe, output_type, frame_sink, report)
+        decoder = None
+        if output_type != "latent":
+            reference = cond.pixels if self.refiner is not None else None
+            decoder = ChunkDecoder(
+                self._decode_chunks(recipe.decode_chunk, reference), recipe.decode_chunk, n + padding, n, self.performance.decode_batch,
+                output.finish, output.deliver, self.device, overlap=self.performance.overlap_decode or stream is not None,
+            )  # fmt: skip
+        args = (cond, recipe, n, n + padding, window, size, generator, report, windows_per_batch)
+        if stream is not None:
+            latents = self._sample_stream(*args, stream, decoder)
         else:
-            frames = self._decode_all(latents, n, recipe, cond, output_type, frame_sink, report)
+            early = decoder if self.performance.overlap_decode and callback_on_step_end is None else None
+            latents = self._sample(*args, callback_on_step_end, callback_on_step_end_tensor_inputs, early)
+        if decoder is not None:
+            decoder.close(latents)
+        frames = latents[:n] if output_type == "latent" else output.result()
         self.maybe_free_model_hooks()
         if not return_dict:
             return (frames,)
         return DiceTalkPipelineOutput(frames=frames, fps=recipe.fps, num_frames=recipe.output_frames(n))
 
-    def _sample(self, cond, recipe, total, window, size, generator, report, windows_per_batch, callback, callback_inputs) -> torch.Tensor:
+    def _schedule(self, recipe: SamplingRecipe, total: int, window: int):
+        """(scheduler with its timesteps set, guided flag per step, window plan per step)."""
         scheduler = scheduler_for(recipe.sampler, self.scheduler)
         scheduler.set_timesteps(recipe.steps, device=self.device)
-        guided_at = recipe.guided_steps(scheduler.sigmas.tolist())
+        levels = getattr(scheduler, "_levels", None) or scheduler.sigmas.tolist()  # host copy: no device sync
         overlap, shift = recipe.window_layout(window)
         plans = [plan_windows(recipe.windows, total, window, overlap, step * shift) for step in range(recipe.steps)]
+        return scheduler, recipe.guided_steps(levels), plans
+
+    def _sample(self, cond, recipe, n, total, window, size, generator, report, windows_per_batch, callback, callback_inputs, decoder=None) -> torch.Tensor:
+        scheduler, guided_at, plans = self._schedule(recipe, total, window)
         total_windows, done = sum(len(plans[step].index) for step in scheduler.evaluation_steps), [0]
+        # Decoding during the last evaluation: it returns its estimate as the final latents (every EDM sampler here).
+        last_batches = _final_rows(plans[scheduler.evaluation_steps[-1]], total, windows_per_batch) if decoder is not None and isinstance(scheduler, EDMEulerScheduler) else None
 
         def on_window() -> None:
             done[0] += 1
             report("denoise", done[0], total_windows)
 
         def denoise(x: torch.Tensor, sigma: torch.Tensor, step: int) -> torch.Tensor:
-            return self.denoise_step(x, sigma, plans[step], cond, recipe, guided_at[step], windows_per_batch, on_window)
+            on_batch = None
+            if last_batches is not None and done[0] + len(plans[step].index) == total_windows:  # the last evaluation
+
+                def on_batch(windows: int, estimate: torch.Tensor) -> None:
+                    decoder.ready(last_batches[windows], estimate)
+                    decoder.poll()
+
+            return self.denoise_step(x, sigma, plans[step], cond, recipe, guided_at[step], windows_per_batch, on_window, on_batch)
 
         with self.progress_bar(total=len(scheduler.timesteps)) as bar:
 
@@ -487,33 +595,118 @@ class DiceTalkPipeline(DiffusionPipeline):
             x = self.prepare_latents(total, size, cond, scheduler, generator)
             return sample(scheduler, denoise, x, generator, on_step)
 
-    def _decode_all(self, latents, n, recipe, cond, output_type, frame_sink, report):
-        collected: list = []
-        delivered = [0]
-        total = recipe.output_frames(n)
+    def _sample_stream(self, cond, recipe, n, total, window, size, generator, report, windows_per_batch, stream: StreamOptions, decoder) -> torch.Tensor:
+        """Segmented sampling (:mod:`.streaming`): each segment denoised, then decoded, before the next."""
+        probe, guided_at, plans = self._schedule(recipe, total, window)
+        width = plans[0].index.shape[1]
+        segments = plan_segments(n, total, width, recipe.decode_chunk, stream)
+        x_init = self.prepare_latents(total, size, cond, probe, generator)
+        rng = GeneratorSteps(generator, tuple(x_init.shape))
+        steps = probe.evaluation_steps
+        seg_plans = [[_segment_plan(plans[step], seg, width, total, x_init.device) for step in range(recipe.steps)] for seg in segments]
+        total_windows, done = sum(len(p[step][0].index) for p in seg_plans for step in steps), [0]
+        final = torch.empty_like(x_init)
 
-        def deliver(pixels: torch.Tensor) -> None:
-            if output_type == "pt" and frame_sink is None:
-                collected.append(((pixels + 1) / 2).clamp(0, 1).cpu())
-            else:
-                frames = to_uint8(pixels).cpu().numpy()
-                if frame_sink is not None:
-                    frame_sink(frames)
-                else:
-                    collected.append(frames)
-            delivered[0] += len(pixels)
-            report("decode", delivered[0], total)
+        def on_window() -> None:
+            done[0] += 1
+            report("denoise", done[0], total_windows)
+            if decoder is not None:
+                decoder.poll()  # hand over the previous segment's frames as they arrive
 
-        reference = cond.pixels if self.refiner is not None else None
-        # Padding frames (circular windows) are decoded where they share a chunk with the video, for the
-        # temporal decoder's context, as the release decodes them, and then dropped.
-        self.decode(latents, recipe.decode_chunk, self.interpolate_stream(recipe.interpolation, deliver), reference, keep=n)
-        if frame_sink is not None or not collected:
+        held: tuple[int, int, list[torch.Tensor]] | None = None
+        with self.progress_bar(total=len(segments) * len(steps)) as bar:
+            for k, seg in enumerate(segments):
+                scheduler, _, _ = self._schedule(recipe, total, window)
+                nxt = segments[k + 1] if k + 1 < len(segments) else None
+                record: list[torch.Tensor] = []
+                x = x_init[: seg.hi].clone()
+                for e, _t in enumerate(scheduler.timesteps):
+                    rng.before(e)
+                    x_in, sigma = scheduler.perturb(x, generator)
+                    if k == 0:
+                        rng.after(e, x.dtype)
+                    step = scheduler.step_index
+                    plan, covered = seg_plans[k][step]
+                    x0 = self.denoise_step(x_in, sigma, plan, cond, recipe, guided_at[step], windows_per_batch, on_window)
+                    x = scheduler.step(torch.where(covered, x0, x_in), x_in).prev_sample
+                    if held is not None:
+                        x[held[0] : held[1]] = held[2][e]
+                    if nxt is not None:
+                        record.append(x[nxt.lo : nxt.start].clone())
+                    bar.update()
+                final[seg.start : seg.end] = x[seg.start : seg.end]
+                held = (nxt.lo, nxt.start, record) if nxt is not None else None
+                if decoder is not None:
+                    decoder.ready(seg.end, final)
+                    decoder.poll()
+        rng.finish()
+        return final
+
+
+class _Output:
+    """What the call hands back: frames to the sink as they come, or collected for the result."""
+
+    def __init__(self, pipe, n: int, recipe: SamplingRecipe, output_type: str, frame_sink, report):
+        self.output_type, self.frame_sink, self.report = output_type, frame_sink, report
+        self.total = recipe.output_frames(n)
+        self.delivered = 0
+        self.collected: list = []
+        self.interpolated: list[torch.Tensor] = []
+        self.interpolate = pipe.interpolate_stream(recipe.interpolation, self.interpolated.append)
+
+    def finish(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Decoded float pixels in [-1, 1] -> what is handed over (on the pixels' device)."""
+        self.interpolate(pixels)
+        frames = torch.cat(self.interpolated) if self.interpolated else pixels[:0]
+        self.interpolated.clear()
+        if self.output_type == "pt" and self.frame_sink is None:
+            return ((frames + 1) / 2).clamp(0, 1)
+        return to_uint8(frames)
+
+    def deliver(self, frames: torch.Tensor) -> None:
+        if not len(frames):
+            return
+        if self.output_type == "pt" and self.frame_sink is None:
+            self.collected.append(frames)
+        elif self.frame_sink is not None:
+            self.frame_sink(frames.numpy())
+        else:
+            self.collected.append(frames.numpy())
+        self.delivered += len(frames)
+        self.report("decode", self.delivered, self.total)
+
+    def result(self):
+        if self.frame_sink is not None or not self.collected:
             return None
-        if output_type == "pt":
-            return torch.cat(collected)
-        frames = np.concatenate(collected)
-        return [Image.fromarray(f) for f in frames] if output_type == "pil" else frames
+        if self.output_type == "pt":
+            return torch.cat(self.collected)
+        frames = np.concatenate(self.collected)
+        return [Image.fromarray(f) for f in frames] if self.output_type == "pil" else frames
+
+
+def _final_rows(plan: WindowPlan, total: int, windows_per_batch: int) -> dict[int, int]:
+    """For each count of windows done (by batches), the first latent row not yet final."""
+    last = torch.full((total,), -1, dtype=torch.long)
+    for j, rows in enumerate(plan.index):
+        last[rows] = j
+    out = {}
+    for done in range(0, len(plan.index) + windows_per_batch, windows_per_batch):
+        done = min(done, len(plan.index))
+        pending = (last >= done).nonzero()
+        out[done] = int(pending[0]) if len(pending) else total
+    return out
+
+
+def _segment_plan(plan: WindowPlan, segment, width: int, total: int, device) -> tuple[WindowPlan, torch.Tensor]:
+    """One step's windows for a segment (:func:`~.streaming.segment_windows`) and the (hi, 1, 1, 1)
+    mask of the frames they cover, on ``device``."""
+    starts = segment_windows(plan.starts, width, segment, total)
+    w = min(width, segment.hi - segment.lo)
+    index = torch.tensor(starts, dtype=torch.long)[:, None] + torch.arange(w)[None]
+    weights = plan.weights if w == len(plan.weights) else torch.ones(w)
+    covered = torch.zeros(segment.hi, 1, 1, 1, dtype=torch.bool)
+    covered[index.flatten()] = True
+    return WindowPlan(starts, index, weights), covered.to(device, non_blocking=True)
 
 
 def _rgb(image) -> np.ndarray:
