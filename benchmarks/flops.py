@@ -1,17 +1,13 @@
 """FLOPs per second of video for every sampler setting the pipeline offers (no GPU, no weights).
 
 The UNet and VAE are built under a fake-tensor mode (shapes only, no memory) and run once under
-``torch.utils.flop_counter``; the table then multiplies per-frame costs by each setting:
-
-    UNet FLOPs / video s = steps_eff x generated_fps x window_factor x unet_flops_per_frame
-        steps_eff     = steps x (branches on guided steps x guided_fraction + 1 x (1 - guided_fraction))
-                        (guided_fraction: the share of steps that run guidance, by count or by noise level)
-        window_factor = window / (window - overlap)        (frames denoised more than once)
-    VAE  FLOPs / video s = generated_fps x (vae_decode_flops_per_frame + refiner_flops_per_frame)
-
-(only generated frames are decoded; the reference refiner, where a configuration has one, runs on
-every decoded frame.) Frame interpolation (the release's RIFE, from 12.5 to 25 fps) is not counted,
-which favours the release. Usage::
+``torch.utils.flop_counter``; each setting is a :class:`~dicetalk.pipeline.recipe.SamplingRecipe`, and
+its frame-evaluations of the UNet are counted as the pipeline plans them for a 5 s clip: every
+window of every denoiser evaluation (the circular layout's padding window and overlapping frames
+included) times the guidance branches of that step. Decoding counts the frames the VAE decodes
+(the circular layout also decodes padding frames that share a chunk with the video) and the
+reference refiner where a configuration has one. Frame interpolation (the release's RIFE, 12.5 to
+25 fps) is not counted, which favours the release. Usage::
 
     python benchmarks/flops.py [--config svd-xt --size 512] [--config synthetic]
 """
@@ -19,6 +15,7 @@ which favours the release. Usage::
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +24,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dicetalk.configs import get_config
 from dicetalk.models.registry import build_component
+from dicetalk.pipeline.recipe import RELEASE, SamplingRecipe
+
+CLIP_SECONDS = 5.0  # circular windows pad every clip with a window of frames: their cost depends on the length
 
 
 def per_frame_costs(config: str, size: int | None = None) -> tuple[float, float, int]:
@@ -86,64 +86,46 @@ def unet_flops_per_frame(pipe, size: int | None = None) -> float:
 @dataclass
 class Setting:
     name: str
-    steps: int
-    branches: int = 3  # UNet passes per guided step (3: none / image / image+audio+emotion; 2 at identity scale 1)
-    guided_fraction: float = 1.0  # share of the steps that run every branch; the others run one
-    generated_fps: float = 25.0
-    overlap: int = 0
+    recipe: SamplingRecipe
 
-    def per_video_second(self, unet: float, vae: float, window: int) -> tuple[float, float, float]:
-        steps_eff = self.steps * (self.branches * self.guided_fraction + (1 - self.guided_fraction))
-        window_factor = window / (window - self.overlap) if self.overlap < window else float("inf")
-        evals = steps_eff * self.generated_fps * window_factor
-        return evals, evals * unet, self.generated_fps * vae
+    def per_video_second(self, unet: float, vae: float, window: int, seconds: float = CLIP_SECONDS) -> tuple[float, float, float]:
+        """(UNet frame-evaluations, UNet FLOPs, decode FLOPs) per second of video for a clip of ``seconds``,
+        counting the windows exactly as the pipeline plans them (padding frames of circular windows and
+        frames shared by overlapping windows included, on every step and every guidance branch)."""
+        from dicetalk.pipeline.schedulers import scheduler_for
+        from dicetalk.pipeline.windows import plan_windows
 
-
-def guided_share(steps: int, lo: float, hi: float, fraction: float = 1.0) -> float:
-    """Share of ``steps`` Karras steps (the pipeline's schedule) that run guidance: among the first
-    ``fraction`` of the steps, those whose noise level lies in [lo, hi] (as the pipeline decides)."""
-    from dicetalk.pipeline.loading import default_scheduler
-
-    scheduler = default_scheduler()
-    scheduler.set_timesteps(steps)
-    first = int(round(fraction * steps))
-    return sum(k < first and lo <= s <= hi for k, s in enumerate(scheduler.sigmas[:steps].tolist())) / steps
-
-
-def default_model_setting(window: int) -> Setting:
-    """The embedded default model's own recipe, read from its ``model_index.json``."""
-    import json
-
-    from dicetalk.pipeline.loading import DEFAULT_MODEL_DIR
-
-    c = json.loads((DEFAULT_MODEL_DIR / "model_index.json").read_text())
-    steps, lo_hi = c["default_steps"], c.get("default_guidance_interval") or (0.0, float("inf"))
-    share = guided_share(steps, *lo_hi, c.get("default_guidance_fraction", 1.0))
-    overlap = window // 4 if c.get("default_overlap") is None else c["default_overlap"]
-    branches = 2 if c.get("default_identity_scale") == 1.0 and c.get("default_audio_scale") is None else 3
-    name = (f"default model: {steps} {c['default_sampler']} steps, {branches} branches at noise levels {lo_hi[0]:g}-{lo_hi[1]:g} "
-            f"({share * steps:.0f} steps), 25 fps, overlap {overlap}")  # fmt: skip
-    return Setting(name, steps, branches=branches, guided_fraction=share, overlap=overlap)
+        r = self.recipe
+        frames = r.generated_frames(int(seconds * 16000))
+        circular = r.windows == "circular"
+        total, w = (frames + window, window) if circular else (frames, min(window, frames))
+        overlap, shift = r.window_layout(w)
+        scheduler = scheduler_for(r.sampler)
+        scheduler.set_timesteps(r.steps)
+        guided = r.guided_steps(scheduler.sigmas.tolist())
+        branches = (2 if r.identity_scale == 1.0 else 3) + (r.audio_scale is not None and r.audio_scale != r.emotion_scale)
+        evals = sum(plan_windows(r.windows, total, w, overlap, step * shift).index.numel() * (branches if guided[step] else 1)
+                    for step in scheduler.evaluation_steps)  # fmt: skip
+        decoded = min(total, -(-frames // r.decode_chunk) * r.decode_chunk) if circular else frames
+        return evals / seconds, evals * unet / seconds, decoded * vae / seconds
 
 
-def settings(window: int) -> list[Setting]:
-    o = window // 4
+def settings() -> list[Setting]:
+    """The release's recipe (as its yaml), the embedded default model's own, and variants between them."""
+    from dicetalk.pipeline.loading import DEFAULT_MODEL_DIR, _legacy_recipe
+
+    index = json.loads((DEFAULT_MODEL_DIR / "model_index.json").read_text())
+    default = SamplingRecipe.from_dict(index.get("recipe") or _legacy_recipe(DEFAULT_MODEL_DIR)["recipe"])
     return [
-        Setting("release: 25 steps, 3 branches, 12.5 fps + interpolation", 25, generated_fps=12.5),
-        Setting("25 steps, 3 branches, 25 fps", 25),
-        Setting(f"25 steps, 3 branches, 25 fps, overlap {o}", 25, overlap=o),
-        Setting("12 steps, 3 branches, 12.5 fps + interpolation", 12, generated_fps=12.5),
-        Setting("10 steps, guidance on 60 % of steps, 12.5 fps", 10, guided_fraction=0.6, generated_fps=12.5),
-        Setting("10 euler-churn steps, 2 branches (identity scale 1), 25 fps", 10, branches=2, overlap=o),
-        default_model_setting(window),
-        Setting(f"10 euler-churn steps, 2 branches at noise levels 0.2-5, 25 fps, overlap {o} (the default before)", 10, branches=2,
-                guided_fraction=guided_share(10, 0.2, 5.0), overlap=o),  # fmt: skip
-        Setting("10 steps, 2 branches, 12.5 fps + interpolation", 10, branches=2, generated_fps=12.5),
-        Setting("guidance-distilled: 10 steps, 1 pass, 25 fps", 10, branches=1, overlap=o),
-        Setting("8 steps, 3 branches, 25 fps", 8),
-        Setting("8 steps, guidance on half the steps, 25 fps", 8, guided_fraction=0.5),
-        Setting("4 steps, single pass (distilled guidance), 25 fps", 4, branches=1),
-        Setting("1 step, single pass (consistency), 25 fps", 1, branches=1),
+        Setting("release (its yaml): " + RELEASE.describe(), RELEASE),
+        Setting("release, every frame generated: 25 fps", RELEASE.replace(fps=25.0, interpolation=1)),
+        Setting("release steps and branches, blend windows overlap 6, 25 fps", SamplingRecipe(steps=25, overlap=6)),
+        Setting("12 steps, 3 branches, 12.5 fps + interpolation", RELEASE.replace(steps=12)),
+        Setting("10 steps, guidance on 60 % of steps, 12.5 fps + interpolation", RELEASE.replace(steps=10, guidance_fraction=0.6)),
+        Setting("default model (its model_index.json): " + default.describe(), default),
+        Setting("default model's recipe at 12.5 fps + interpolation", default.replace(fps=25.0, interpolation=2)),
+        Setting("guidance-distilled: 10 steps, 1 pass, 25 fps", SamplingRecipe(steps=10, guidance_fraction=0.0, overlap=0)),
+        Setting("4 steps, single pass (distilled guidance), 25 fps", SamplingRecipe(steps=4, guidance_fraction=0.0, overlap=0)),
     ]
 
 
@@ -152,14 +134,14 @@ def table(config: str, size: int | None) -> str:
     size = size or get_config(config).image_size
     scale, unit = (1e12, "TFLOP") if unet > 1e10 else (1e9, "GFLOP")
     lines = [
-        f"## {config} at {size}x{size} px, window {window}",
+        f"## {config} at {size}x{size} px, window {window}, a {CLIP_SECONDS:g} s clip",
         f"UNet: {unet / scale:.3f} {unit} per frame per pass ({unet * window / scale:.1f} {unit} per {window}-frame forward); "
         f"VAE decode{' + refiner' if get_config(config).refiner else ''}: {vae / scale:.3f} {unit} per frame",
         "",
         f"| setting | UNet evals / video s | UNet {unit} / video s | decode {unit} / video s | total {unit} / video s | vs release |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    rows = [(s, *s.per_video_second(unet, vae, window)) for s in settings(window)]
+    rows = [(s, *s.per_video_second(unet, vae, window)) for s in settings()]
     base = rows[0][2] + rows[0][3]
     for s, evals, u, v in rows:
         lines.append(f"| {s.name} | {evals:.0f} | {u / scale:.1f} | {v / scale:.1f} | {(u + v) / scale:.1f} | {(u + v) / base:.2f}x |")
