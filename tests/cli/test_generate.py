@@ -154,3 +154,17 @@ def test_sigterm_mid_job_leaves_no_file(portrait_png, tiny_weights, tmp_path):
     assert proc.returncode == 143
     assert err.strip().splitlines()[-1] == "error: terminated"
     assert list(out.parent.iterdir()) == []
+
+
+def test_speed_switches_reach_the_pipeline_and_bad_ones_are_one_line(portrait_png, speech_wav, tiny_weights, tmp_path, capsys, monkeypatch):
+    from dicetalk.pipeline import DiceTalkPipeline
+
+    code, err = run(base_args(portrait_png, speech_wav, tmp_path / "bad.mp4", tiny_weights, "--performance", "warp_drive"), capsys)
+    assert code != 0 and len(err) == 1 and "unknown field 'warp_drive'" in err[0]
+    assert not (tmp_path / "bad.mp4").exists()
+    seen = []
+    original = DiceTalkPipeline.__call__
+    monkeypatch.setattr(DiceTalkPipeline, "__call__", lambda self, *a, **k: (seen.append(self.performance), original(self, *a, **k))[1])
+    code, err = run(base_args(portrait_png, speech_wav, tmp_path / "ok.mp4", tiny_weights, "--performance", "fuse_qkv,channels_last"), capsys)
+    assert code == 0, err
+    assert seen[0].fuse_qkv and seen[0].channels_last

@@ -44,6 +44,10 @@ def generate_command(
         False, "--stream", help="Sample the video in segments and write each as soon as it is done: the first frames come within "
         "seconds instead of after the whole video, for a little more work and frames very close to (not equal to) the whole-video run's.",
     ),
+    performance: str | None = typer.Option(
+        None, help="Speed switches that do not change the result beyond float rounding: 'fast' (all of them, for a GPU), or e.g. "
+        "'attention=flash,compile_blocks,cuda_graphs' (see pipeline/performance.py).",
+    ),
 ) -> None:
     """Render a talking-head video of IMAGE speaking AUDIO with an emotion."""
     from ..pipeline.generate import GenerateOptions, generate_video
@@ -70,6 +74,7 @@ def generate_command(
         max_seconds=max_seconds,
         transition=transition,
         stream=stream,
+        performance=performance,
     )
     first = (lambda seconds: typer.echo(f"first frames written after {seconds:.1f} s", err=True)) if stream else None
     path = generate_video(opts, on_first_frames=first)

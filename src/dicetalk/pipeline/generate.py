@@ -50,6 +50,7 @@ class GenerateOptions:
     transition: float = 0.5  # seconds of crossfade between emotion schedule segments
     windows_per_batch: int = 1
     stream: bool = False  # sample in segments and write each as soon as it is done (see pipeline/streaming.py)
+    performance: str | None = None  # speed switches, e.g. "fast" (see pipeline/performance.py); None: none
 
     def resolve_recipe(self, base: SamplingRecipe) -> SamplingRecipe:
         """The recipe this job samples with: ``recipe`` on top of ``base``, then the shorthand fields."""
@@ -174,6 +175,10 @@ def generate_video(
     from .loading import load_pipeline
 
     opts.resolve_recipe(SamplingRecipe())  # a malformed recipe fails now, before any heavy work
+    if opts.performance is not None:
+        from .performance import PerformanceOptions
+
+        PerformanceOptions.parse(opts.performance)  # likewise a malformed speed switch
     if opts.size is not None and not 16 <= opts.size <= 4096:
         raise InputError(f"size must be 16..4096 pixels, got {opts.size}")
     if opts.output.suffix.lower() != ".mp4":
@@ -187,7 +192,7 @@ def generate_video(
 
     if pipeline is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
-        pipeline = load_pipeline(opts.weights, device=device, dtype=dtype)
+        pipeline = load_pipeline(opts.weights, device=device, dtype=dtype, performance=opts.performance)
     pipe = pipeline
     recipe = opts.resolve_recipe(pipe.recipe)
     num_frames = recipe.generated_frames(audio.size, SPEECH_SAMPLE_RATE)

@@ -216,8 +216,11 @@ def build_random_pipeline(config: str = "tiny", seed: int = 0, device: str | tor
     )
 
 
-def load_pipeline(weights: str | os.PathLike | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-    """The pipeline in ``weights`` (a folder in the project's layout), or the embedded default."""
+def load_pipeline(weights: str | os.PathLike | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, performance=None):
+    """The pipeline in ``weights`` (a folder in the project's layout), or the embedded default.
+
+    ``performance``: speed switches (a :class:`~.performance.PerformanceOptions` or its spec, e.g. ``"fast"``).
+    """
     from . import DiceTalkPipeline
 
     folder = Path(weights) if weights is not None else DEFAULT_MODEL_DIR
@@ -237,4 +240,9 @@ def load_pipeline(weights: str | os.PathLike | None = None, device: str | torch.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"cannot load weights from {folder}: {first}") from None
     pipe.set_progress_bar_config(leave=False)
-    return pipe.to(device)
+    pipe = pipe.to(device)
+    if performance is not None:
+        from .performance import PerformanceOptions
+
+        pipe.set_performance(PerformanceOptions.parse(performance) if isinstance(performance, str) else performance)
+    return pipe

@@ -509,19 +509,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         total)`` as work advances: ``"encode"``, ``"denoise"`` (windows over every step), ``"decode"``
         (frames); an exception it raises stops the call.
         """
-        recipe = (recipe or self.recipe).validated()
-        if num_inference_steps is not None:
-            recipe = recipe.replace(steps=num_inference_steps)
-        if output_type not in OUTPUT_TYPES:
-            raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
-        stream = StreamOptions() if stream is True else (stream or None)
-        if stream is not None:
-            stream = stream.validated()
-        if stream is not None and callback_on_step_end is not None:
-            raise InputError("callback_on_step_end cannot be used with stream (segments are denoised one after another)")
-        n = int(priors.shape[0])
-        if n < 1:
-            raise InputError("nothing to generate: zero frames")
+        recipe, stream, n = self._check_call(recipe, num_inference_steps, output_type, stream, callback_on_step_end, priors)
         report = progress or (lambda stage, done, total: None)
         size = self.frame_size(_rgb(image).shape[:2], recipe, height, width)
         window = min(self.window, n) if recipe.windows == "blend" else self.window
@@ -554,6 +542,23 @@ class DiceTalkPipeline(DiffusionPipeline):
         if not return_dict:
             return (frames,)
         return DiceTalkPipelineOutput(frames=frames, fps=recipe.fps, num_frames=recipe.output_frames(n))
+
+    def _check_call(self, recipe, num_inference_steps, output_type, stream, callback, priors) -> tuple[SamplingRecipe, StreamOptions | None, int]:
+        """(the call's recipe, its stream options or None, frames to generate), or an InputError."""
+        recipe = (recipe or self.recipe).validated()
+        if num_inference_steps is not None:
+            recipe = recipe.replace(steps=num_inference_steps)
+        if output_type not in OUTPUT_TYPES:
+            raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        stream = StreamOptions() if stream is True else (stream or None)
+        if stream is not None:
+            stream = stream.validated()
+        if stream is not None and callback is not None:
+            raise InputError("callback_on_step_end cannot be used with stream (segments are denoised one after another)")
+        n = int(priors.shape[0])
+        if n < 1:
+            raise InputError("nothing to generate: zero frames")
+        return recipe, stream, n
 
     def _schedule(self, recipe: SamplingRecipe, total: int, window: int):
         """(scheduler with its timesteps set, guided flag per step, window plan per step)."""
