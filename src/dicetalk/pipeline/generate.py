@@ -24,6 +24,7 @@ from .portrait import Portrait, prepare_portrait
 from .recipe import SamplingRecipe, parse_recipe
 
 SILENCE_RMS = 1e-4
+MODELS = ("dicetalk", "emotivetalk")  # generate's systems: DICE-Talk, or EmotiveTalk on the same weights (pipeline/emotivetalk.py)
 
 
 @dataclass
@@ -48,7 +49,7 @@ class GenerateOptions:
     max_seconds: float = 600.0
     transition: float = 0.5  # seconds of crossfade between emotion schedule segments
     windows_per_batch: int = 1
-
+    model: str = "dicetalk"  # one of MODELS
 
     def resolve_recipe(self, base: SamplingRecipe) -> SamplingRecipe:
         """The recipe this job samples with: ``recipe`` on top of ``base``, then the shorthand fields."""
@@ -164,6 +165,12 @@ def generate_video(
             detail = f" ({done}/{total})" if total > 1 else ""
             progress(lo + (hi - lo) * min(1.0, done / max(1, total)), STAGE_NAMES[stage] + detail)
 
+    if opts.model != "dicetalk":
+        if opts.model not in MODELS:
+            raise InputError(f"unknown model {opts.model!r}; expected one of {', '.join(MODELS)}")
+        from .emotivetalk import generate_emotivetalk
+
+        return generate_emotivetalk(opts, progress, pipeline, cancel)
     report("prepare")
     from .loading import load_pipeline
 
