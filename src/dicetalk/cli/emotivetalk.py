@@ -48,6 +48,8 @@ def train_vaid_cmd(
     lr: float = typer.Option(1e-3, help="Peak learning rate (cosine decay to 0)."),
     adversary_weight: float = typer.Option(0.5, min=0.0, help="Weight of the reversed adversaries' gradient (0: no adversarial decoupling)."),
     correlation_weight: float = typer.Option(0.1, min=0.0, help="Weight of the cross-correlation penalty between the streams."),
+    dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Dropout in the expression stream (against memorising the training speakers)."),
+    weight_decay: float = typer.Option(0.0, min=0.0, help="AdamW weight decay."),
     seed: int = typer.Option(0),
     save_every: int = typer.Option(500, min=1),
     resume: bool = typer.Option(False, "--resume"),
@@ -61,7 +63,8 @@ def train_vaid_cmd(
     _threads(threads)
     opts = VaidOptions(
         dataset=str(dataset), out=str(out), weights=str(weights) if weights else None, steps=steps, batch=batch, max_frames=max_frames,
-        lr=lr, adversary_weight=adversary_weight, correlation_weight=correlation_weight, seed=seed, save_every=save_every,
+        lr=lr, adversary_weight=adversary_weight, correlation_weight=correlation_weight, dropout=dropout, weight_decay=weight_decay, seed=seed,
+        save_every=save_every,
         cache_dir=str(cache_dir) if cache_dir else None,
     )  # fmt: skip
     features = split_features(dataset, weights, "train", cache_dir)
@@ -82,6 +85,7 @@ def probe_vaid_cmd(
     weights: Path | None = typer.Option(None, help="Weights folder of the frozen encoders and the audio projection (default: the embedded model)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the table here (atomically)."),
     stride: int = typer.Option(3, min=1, help="Use every STRIDE-th frame of the train split."),
+    baselines: bool = typer.Option(True, "--baselines/--streams-only", help="Also probe DICE-Talk's single audio stream (the Whisper window, the audio tokens)."),
     threads: int | None = typer.Option(None),
     cache_dir: Path | None = typer.Option(None),
 ) -> None:
@@ -102,7 +106,8 @@ def probe_vaid_cmd(
     data: dict = {}
     for split in ("train", "val", "test"):
         features = split_features(dataset, weights, split, cache_dir)
-        for name, probe in vaid_probe_data(features, decoupler, projection, stride if split == "train" else 1).items():
+        rows = vaid_probe_data(features, decoupler, projection if baselines else None, stride if split == "train" else 1, baselines=baselines)
+        for name, probe in rows.items():
             data.setdefault(name, {})[split] = probe
     table = probe_table(data)
     typer.echo(format_probe_table(table))
@@ -238,3 +243,55 @@ def export_emotivetalk_cmd(
     target = save_parts(into or DEFAULT_MODEL_DIR, **parts, settings=settings, dtype=getattr(torch, dtype))
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     typer.echo(f"wrote {target} ({size / 1e6:.2f} MB)")
+
+
+@app.command("render-emotive")
+def render_emotive_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder: its held-out clips are rendered (one per identity and emotion, level 3)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder of videos + sidecars for `dicetalk evaluate OUT --reference DATASET`."),
+    system: str = typer.Option("emotivetalk", help="emotivetalk or dicetalk (the same weights)."),
+    request: str = typer.Option("speech", help="EmotiveTalk's emotion: speech (the voice alone) or label (the clip's)."),
+    portrait: str = typer.Option("neutral", help="neutral (the person's neutral frame) or emotional (a frame of another emotion, level 3)."),
+    weights: Path | None = typer.Option(None, help="Weights folder (default: the embedded model)."),
+    split: str = typer.Option("test", help="val or test identities."),
+    injection: bool | None = typer.Option(None, "--injection/--no-injection", help="EmotiveTalk: EDI's token offsets on or off (default: the model's)."),
+    seed: int = typer.Option(0),
+    threads: int | None = typer.Option(None),
+) -> None:
+    """Render EmotiveTalk's (or DICE-Talk's) evaluation set of held-out clips."""
+    from ..evaluation.emotivetalk import EmotiveRenderOptions, render_emotive_set
+    from ..evaluation.evaluate import check_split
+
+    _threads(threads)
+    opts = EmotiveRenderOptions(
+        dataset=str(dataset), out=str(out), system=system, request=request, portrait=portrait, weights=str(weights) if weights else None,
+        split=check_split(split), seed=seed, injection=injection,
+    )  # fmt: skip
+    typer.echo(f"wrote {len(render_emotive_set(opts))} videos to {out}")
+
+
+@app.command("trajectory-diversity")
+def trajectory_diversity_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder: the held-out clips' speech."),
+    weights: Path | None = typer.Option(None, help="Weights folder with EmotiveTalk's parts (default: the embedded model)."),
+    split: str = typer.Option("test"),
+    seeds: int = typer.Option(8, min=2),
+    json_out: Path | None = typer.Option(None, "--json"),
+    threads: int | None = typer.Option(None),
+) -> None:
+    """Di-CTE's trajectories across seeds: spread, repeatability, against real clips' spread."""
+    import json
+
+    from ..evaluation.emotivetalk import trajectory_diversity
+    from ..evaluation.evaluate import check_split
+    from ..pipeline.emotivetalk import load_emotivetalk_pipeline
+    from ..utils.atomic import write_json
+
+    _threads(threads)
+    from ..evaluation.emotivetalk import emotion_centroids
+
+    pipe = load_emotivetalk_pipeline(weights)
+    report = trajectory_diversity(pipe, str(dataset), check_split(split), seeds, centroids=emotion_centroids(pipe, str(dataset), "train"))
+    typer.echo(json.dumps(report, indent=2))
+    if json_out is not None:
+        write_json(json_out, report)

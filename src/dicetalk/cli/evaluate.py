@@ -19,6 +19,9 @@ def evaluate(
         None, "--portrait", help="Score one VIDEO against the portrait it was made from, with no reference dataset: emotion, F-SIM, Sync-C/D."
     ),
     audio: Optional[Path] = typer.Option(None, "--audio", help="With --portrait: the speech for Sync-C/D (default: the video's own audio track)."),
+    drift: Optional[float] = typer.Option(
+        None, "--drift", metavar="SECONDS", help="With --portrait: score the first and last SECONDS of a long video alike, and the FVD between them."
+    ),
     reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="The dataset folder ('dicetalk synth' layout) holding the source clips."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report here (written atomically)."),
     ground_truth: bool = typer.Option(False, "--ground-truth", help="Score the reference clips of --split as if generated, plus the judges' own checks."),
@@ -51,10 +54,10 @@ def evaluate(
     modes = sum([generated is not None, ground_truth, embeddings is not None, compare is not None])
     if modes != 1:
         raise InputError("give exactly one of GENERATED_DIR, VIDEO --portrait IMG, --ground-truth, --embeddings FILE or --compare A.json B.json")
-    if audio is not None and portrait is None:
-        raise InputError("--audio goes with VIDEO --portrait IMG")
+    if (audio is not None or drift is not None) and portrait is None:
+        raise InputError("--audio and --drift go with VIDEO --portrait IMG")
     if portrait is not None:
-        _score_one(generated, portrait, audio, reference, json_out, judges, threads)
+        _score_one(generated, portrait, audio, reference, json_out, judges, threads, drift)
         return
     if embeddings is not None:
         from ..evaluation.evaluate import embedding_report, format_embedding_report
@@ -71,7 +74,7 @@ def evaluate(
     _score(generated, reference, json_out, ground_truth, split, shift_seconds, resamples, frechet_resamples, seed, judges, per_video, threads, quiet)
 
 
-def _score_one(video: Optional[Path], portrait: Path, audio: Optional[Path], reference: Optional[Path], json_out: Optional[Path], judges, threads: int) -> None:
+def _score_one(video: Optional[Path], portrait: Path, audio: Optional[Path], reference: Optional[Path], json_out: Optional[Path], judges, threads: int, drift=None) -> None:
     import sys
 
     import torch
@@ -85,6 +88,16 @@ def _score_one(video: Optional[Path], portrait: Path, audio: Optional[Path], ref
     if reference is not None:
         raise InputError("--portrait needs no --reference: the portrait is the reference")
     torch.set_num_threads(threads)
+    if drift is not None:
+        import json
+
+        from ..evaluation.emotivetalk import drift_report
+
+        if not 0 < drift <= 600:
+            raise InputError(f"--drift must be 0..600 seconds, got {drift:g}")
+        report = drift_report(video, portrait, drift, load_judges(judges))
+        _emit(json.dumps(report, indent=2), report, json_out)
+        return
     report = score_video(video, portrait, load_judges(judges), audio=audio)
     for line in report["warnings"]:
         print(f"warning: {line}", file=sys.stderr)

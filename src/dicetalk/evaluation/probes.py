@@ -120,7 +120,7 @@ def format_probe_table(table: dict) -> str:
 
 
 @torch.no_grad()
-def vaid_probe_data(features, vaid=None, audio_projection=None, stride: int = 1) -> dict[str, ProbeData]:
+def vaid_probe_data(features, vaid=None, audio_projection=None, stride: int = 1, baselines: bool = True) -> dict[str, ProbeData]:
     """The representations of one split (:class:`~dicetalk.data.emotive.SplitFeatures`), every ``stride``-th frame.
 
     ``Whisper window``: the per-frame window of hidden states DICE-Talk's audio projection reads (its
@@ -134,7 +134,7 @@ def vaid_probe_data(features, vaid=None, audio_projection=None, stride: int = 1)
     for c in range(features.num_clips):
         windows = features.clip_windows(c)
         keep = slice(0, len(windows), stride)
-        reps = {"Whisper window (DICE-Talk's audio input)": windows.flatten(1)}
+        reps = {"Whisper window (DICE-Talk's audio input)": windows.flatten(1)} if baselines else {}
         if audio_projection is not None:
             reps["DICE-Talk audio tokens"] = audio_projection(windows.to(audio_projection.dtype)).flatten(1).float()
         if vaid is not None:
@@ -145,6 +145,8 @@ def vaid_probe_data(features, vaid=None, audio_projection=None, stride: int = 1)
             rows.setdefault(name, []).append(rep[keep].numpy())
         truth = np.asarray(features.cache.expression[features.cache.clip_frames(c)], np.float32)
         motion, _ = stream_targets(truth)
+        if baselines:  # how much emotion the mouth's true motion itself carries (louder emotions open it wider)
+            rows.setdefault("true mouth motion (the world's, the lip target)", []).append(motion[keep])
         lips.append(motion[keep])
         opening.append(truth[keep, MOUTH[0]])
         labels.append(np.full(len(motion[keep]), features.cache.records[c].emotion_id))

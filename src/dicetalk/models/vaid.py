@@ -16,7 +16,8 @@ vector per video frame:
 The two moving averages split the spectrum of the representation at the same rate as the visual
 targets split the face's motion (:data:`~dicetalk.data.emotive.SLOW_FRAMES`).
 
-"Vision-guided": each stream has a linear read-out trained to match a visual representation of
+Training may drop features of the expression stream (``dropout``): with a few dozen speakers, its
+context is enough to memorise who speaks instead of how. "Vision-guided": each stream has a linear read-out trained to match a visual representation of
 the same frames (:mod:`dicetalk.data.emotive`: the mouth's syllable-rate motion; the slowly moving
 whole face), in standardised units (``*_mean`` / ``*_scale`` bring the read-outs back to
 coefficients). The decoupling terms that keep emotion out of the lip stream and phonemes out of
@@ -83,6 +84,7 @@ class AudioDecoupler(ModelMixin, ConfigMixin):
         rate_frames: int = 15,
         lip_targets: int = 2,
         expression_targets: int = 12,
+        dropout: float = 0.0,
         lip_mean: tuple[float, ...] | None = None,
         lip_scale: tuple[float, ...] | None = None,
         expression_mean: tuple[float, ...] | None = None,
@@ -96,6 +98,7 @@ class AudioDecoupler(ModelMixin, ConfigMixin):
         self.lip_temporal = nn.Conv1d(hidden_dim, lip_dim, 3, padding=1)
         self.lip_head = nn.Linear(lip_dim, lip_targets)
         self.expression_in = nn.Sequential(nn.LayerNorm(self.input_dim), nn.Linear(self.input_dim, expression_hidden), nn.GELU())
+        self.stream_dropout = nn.Dropout(dropout)
         self.expression_blocks = nn.ModuleList(_DilatedBlock(expression_hidden, d) for d in dilations)
         self.expression_out = nn.Sequential(nn.LayerNorm(expression_hidden), nn.Linear(expression_hidden, expression_dim))
         self.expression_head = nn.Linear(expression_dim, expression_targets)
@@ -117,9 +120,9 @@ class AudioDecoupler(ModelMixin, ConfigMixin):
         lip = self.lip_temporal(lip.transpose(1, 2)).transpose(1, 2) * keep
         rate = self.config.rate_frames
         lip = (lip - masked_moving_average(lip, keep, rate)) * keep
-        x = self.expression_in(windows) * keep
+        x = self.stream_dropout(self.expression_in(windows)) * keep
         for block in self.expression_blocks:
-            x = block(x, keep) * keep
+            x = self.stream_dropout(block(x, keep)) * keep
         expression = masked_moving_average(self.expression_out(x) * keep, keep, rate) * keep
         return DecoupledAudio(lip, expression, self.lip_head(lip), self.expression_head(expression))
 

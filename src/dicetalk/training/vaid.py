@@ -52,6 +52,8 @@ class VaidOptions:
     adversary_weight: float = 0.5
     adversary_warmup: int = 500
     correlation_weight: float = 0.1
+    dropout: float = 0.0  # in the expression stream
+    weight_decay: float = 0.0
     seed: int = 0
     mixed_precision: str = "no"
     save_every: int = 500
@@ -116,7 +118,7 @@ def build_vaid(opts: VaidOptions, features: SplitFeatures) -> AudioDecoupler:
     torch.manual_seed(opts.seed)
     return AudioDecoupler(
         window=window, blocks=blocks, channels=channels, hidden_dim=opts.hidden_dim, lip_dim=opts.lip_dim,
-        expression_dim=opts.expression_dim, expression_targets=features.visual.shape[1], **target_statistics(features),
+        expression_dim=opts.expression_dim, expression_targets=features.visual.shape[1], dropout=opts.dropout, **target_statistics(features),
     )  # fmt: skip
 
 
@@ -156,7 +158,7 @@ def train_vaid(opts: VaidOptions, features: SplitFeatures, resume: bool = False,
     modules = {"vaid": vaid, "adversaries": adversaries}
     fit(
         run, accelerator, modules, vaid_loss(opts, features), steps=opts.steps, lr=opts.lr, seed=opts.seed, warmup=opts.warmup,
-        save_every=opts.save_every, log_every=opts.log_every, desc="train-vaid", cosine=True,
+        save_every=opts.save_every, log_every=opts.log_every, desc="train-vaid", cosine=True, weight_decay=opts.weight_decay,
     )  # fmt: skip
     vaid = accelerator.unwrap_model(modules["vaid"]).eval()
     if accelerator.is_main_process:
