@@ -137,3 +137,17 @@ def test_edi_starts_with_no_injection_and_learns_through_its_offsets():
     # With the output layer live, the portrait's expression matters.
     torch.nn.init.normal_(edi.delta_out.weight)
     assert (edi.token_offsets(trajectory, portrait) - edi.token_offsets(trajectory, portrait + 1)).abs().max() > 0
+
+
+def test_dicte_guidance_combines_the_speech_and_emotion_branches():
+    model = small_dicte().eval()
+    for block in model.blocks:
+        torch.nn.init.normal_(block.mix.weight, std=0.1)
+    x, speech, sigma = torch.randn(2, 10, 12), torch.randn(2, 10, 8), torch.tensor([0.5, 2.0])
+    cond, null = model.label_condition(torch.tensor([1, 2]), torch.ones(2)), model.null_condition(2)
+    with torch.no_grad():
+        full, plain, silent = model(x, sigma, speech, cond), model(x, sigma, speech, null), model(x, sigma, torch.zeros_like(speech), null)
+        torch.testing.assert_close(model.guided(x, sigma, speech, cond), full)
+        torch.testing.assert_close(model.guided(x, sigma, speech, cond, scale=2.0), plain + 2 * (full - plain), atol=1e-5, rtol=1e-5)
+        expected = silent + 3 * (plain - silent) + 2 * (full - plain)
+        torch.testing.assert_close(model.guided(x, sigma, speech, cond, scale=2.0, speech_scale=3.0), expected, atol=1e-5, rtol=1e-5)

@@ -276,6 +276,9 @@ def trajectory_diversity_cmd(
     weights: Path | None = typer.Option(None, help="Weights folder with EmotiveTalk's parts (default: the embedded model)."),
     split: str = typer.Option("test"),
     seeds: int = typer.Option(8, min=2),
+    requests: str = typer.Option("speech,label", help="Which conditions: speech, label or both (comma-separated)."),
+    speech_guidance: float | None = typer.Option(None, help="Override the model's speech guidance."),
+    label_guidance: float | None = typer.Option(None, help="Override the model's label guidance."),
     json_out: Path | None = typer.Option(None, "--json"),
     threads: int | None = typer.Option(None),
 ) -> None:
@@ -291,7 +294,11 @@ def trajectory_diversity_cmd(
     from ..evaluation.emotivetalk import emotion_centroids
 
     pipe = load_emotivetalk_pipeline(weights)
-    report = trajectory_diversity(pipe, str(dataset), check_split(split), seeds, centroids=emotion_centroids(pipe, str(dataset), "train"))
+    overrides = {k: v for k, v in (("speech_guidance", speech_guidance), ("label_guidance", label_guidance)) if v is not None}
+    pipe.register_to_config(emotivetalk={**pipe.config.emotivetalk, **overrides})
+    kinds = tuple(k.strip() for k in requests.split(",") if k.strip())
+    report = trajectory_diversity(pipe, str(dataset), check_split(split), seeds, kinds, centroids=emotion_centroids(pipe, str(dataset), "train"))
+    report["settings"] = pipe.config.emotivetalk
     typer.echo(json.dumps(report, indent=2))
     if json_out is not None:
         write_json(json_out, report)

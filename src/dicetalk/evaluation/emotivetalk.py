@@ -183,13 +183,18 @@ def trajectory_diversity(
         report[kind] = {"seed_spread": float(np.mean(spreads)), "repeat_difference": float(np.max(repeats)), "moving": float(np.mean(moving)), "clips": len(clips)}
         if hits:
             report[kind]["emotion_accuracy"] = float(np.mean(hits))
-    real = []
+    real, people, means = [], [], {}
     for record in clips:
         group = [r for r in records if (r.identity, r.emotion, r.level) == (record.identity, record.emotion, record.level)]
-        means = [stream_targets(pipe.read_expression(read_video(r.video, with_audio=False).frames).cpu().numpy())[1].mean(0) for r in group]
-        if len(means) > 1:
-            real.append(float(np.std(np.stack(means), axis=0, ddof=1).mean()))
-    report["real_spread"] = float(np.mean(real)) if real else None
+        means[record.rel] = [stream_targets(pipe.read_expression(read_video(r.video, with_audio=False).frames).cpu().numpy())[1].mean(0) for r in group]
+        if len(means[record.rel]) > 1:
+            real.append(float(np.std(np.stack(means[record.rel]), axis=0, ddof=1).mean()))
+    for emotion in {r.emotion for r in clips}:
+        firsts = [means[r.rel][0] for r in clips if r.emotion == emotion]
+        if len(firsts) > 1:
+            people.append(float(np.std(np.stack(firsts), axis=0, ddof=1).mean()))
+    report["real_spread"] = float(np.mean(real)) if real else None  # one person, one emotion: across their clips
+    report["real_spread_people"] = float(np.mean(people)) if people else None  # one emotion: across people
     return report
 
 

@@ -134,17 +134,33 @@ class TrajectoryDenoiser(ModelMixin, ConfigMixin):
         out = (self.output(h) * keep).transpose(1, 2)
         return (edm.c_skip(s) * x.to(dtype) + edm.c_out(s) * out).to(x.dtype)
 
-    def guided(self, x, sigma, speech, emotion, mask=None, scale: float = 1.0, null: torch.Tensor | None = None) -> torch.Tensor:
-        """Classifier-free guidance on the emotion condition: ``D_null + scale (D_cond - D_null)``."""
-        if scale == 1.0:
+    def guided(self, x, sigma, speech, emotion, mask=None, scale: float = 1.0, speech_scale: float = 1.0) -> torch.Tensor:
+        """Classifier-free guidance: ``D(-, 0) + speech_scale (D(s, 0) - D(-, 0)) + scale (D(s, c) - D(s, 0))``.
+
+        ``-``: no speech, ``0``: the null emotion condition, ``s``: the speech, ``c``: ``emotion``. With
+        ``speech_scale`` 1 the first branch cancels; with ``scale`` 1 the last two do (one pass).
+        """
+        b = x.shape[0]
+        null = self.null_condition(b)
+        branches = []  # (speech or None, emotion)
+        if speech_scale != 1.0:
+            branches.append((None, null))
+        if speech_scale != 1.0 or scale != 1.0:
+            branches.append((speech, null))
+        branches.append((speech, emotion))
+        if len(branches) == 1:
             return self(x, sigma, speech, emotion, mask)
-        null = self.null_condition(x.shape[0]) if null is None else null
-        both = self(
-            torch.cat([x, x]), torch.cat([sigma, sigma]), None if speech is None else torch.cat([speech, speech]),
-            torch.cat([null, emotion]), None if mask is None else torch.cat([mask, mask]),
-        )  # fmt: skip
-        uncond, cond = both.chunk(2)
-        return uncond + scale * (cond - uncond)
+        zeros = torch.zeros(b, x.shape[1], self.config.speech_dim, device=x.device, dtype=x.dtype) if speech is not None else None
+        out = self(
+            torch.cat([x] * len(branches)), torch.cat([sigma] * len(branches)),
+            None if speech is None else torch.cat([zeros if sp is None else sp for sp, _ in branches]),
+            torch.cat([e for _, e in branches]), None if mask is None else torch.cat([mask] * len(branches)),
+        ).chunk(len(branches))  # fmt: skip
+        full, plain = out[-1], out[-2]
+        estimate = plain + scale * (full - plain)
+        if speech_scale != 1.0:
+            estimate = estimate + (speech_scale - 1.0) * (plain - out[0])
+        return estimate
 
 
 @torch.no_grad()
@@ -155,6 +171,7 @@ def sample_trajectory(
     generator: torch.Generator | None = None,
     steps: int = 16,
     guidance: float = 1.0,
+    speech_guidance: float = 1.0,
     sigma_max: float = 20.0,
     sigma_min: float = 0.01,
     mask: torch.Tensor | None = None,
@@ -169,7 +186,7 @@ def sample_trajectory(
     x = torch.randn((b, f, model.config.trajectory_dim), generator=generator, dtype=torch.float32).to(speech.device) * sigmas[0]
 
     def denoise(x, sigma):
-        return model.guided(x, sigma.expand(b), speech, emotion, mask, guidance).float()
+        return model.guided(x, sigma.expand(b), speech, emotion, mask, guidance, speech_guidance).float()
 
     for i in range(steps):
         s, s_next = sigmas[i], sigmas[i + 1]

@@ -49,7 +49,7 @@ def load_parts(weights: str | os.PathLike | None, dtype: torch.dtype = torch.flo
     parts = {}
     for name, (module, cls) in PART_CLASSES.items():
         try:
-            parts[name] = getattr(importlib.import_module(module), cls).from_pretrained(folder / name).to(dtype).eval().requires_grad_(False)
+            parts[name] = getattr(importlib.import_module(module), cls).from_pretrained(folder / name, torch_dtype=dtype).eval().requires_grad_(False)
         except (OSError, ValueError, RuntimeError) as exc:
             raise WeightsError(f"cannot load EmotiveTalk's {name} from {folder / name}: {str(exc).strip().splitlines()[0]}") from None
     settings = {}

@@ -92,6 +92,7 @@ class EmotiveTalkSettings:
 
     trajectory_steps: int = 16  # Di-CTE's Heun steps
     label_guidance: float = 2.0  # classifier-free guidance of a label or reference-video condition
+    speech_guidance: float = 1.0  # classifier-free guidance of the speech (how strongly the voice moves the face)
     injection: bool = True  # EDI's token offsets (False: the trajectory's priors only)
     injection_scale: float = 1.0
 
@@ -203,7 +204,9 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
         settings = self.settings
         guidance = 1.0 if request.kind == SPEECH else settings.label_guidance
         condition = self.emotion_condition(request).to(self.dicte.dtype)
-        trajectory = sample_trajectory(self.dicte, speech_stream.to(self.dicte.dtype), condition, generator, settings.trajectory_steps, guidance)
+        trajectory = sample_trajectory(
+            self.dicte, speech_stream.to(self.dicte.dtype), condition, generator, settings.trajectory_steps, guidance, settings.speech_guidance
+        )
         return trajectory[0]
 
     # ------------------------------------------------------------------ hooks into DICE-Talk's call
