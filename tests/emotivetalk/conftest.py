@@ -1,5 +1,6 @@
 """Fixtures of the EmotiveTalk tests: a few ground-truth clips of people no shipped model or judge saw."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,19 @@ def heldout_portrait(heldout_clips, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("portrait") / "neutral.png"
     Image.fromarray(read_video(heldout_clips["neutral"], max_frames=1).frames[0]).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def emotive_weights(tiny_weights, tmp_path_factory):
+    """The tiny random DICE-Talk folder with random EmotiveTalk parts in emotivetalk/."""
+    import torch
+
+    from dicetalk.pipeline.emotivetalk import random_parts, save_parts
+    from dicetalk.pipeline.loading import load_pipeline
+
+    folder = tmp_path_factory.mktemp("emotive") / "tiny"
+    shutil.copytree(tiny_weights, folder)
+    parts = random_parts(load_pipeline(folder), seed=0)
+    torch.nn.init.normal_(parts["edi"].delta_out.weight, std=0.05)  # a live injection, as after training
+    save_parts(folder, **parts, settings={"trajectory_steps": 3}, dtype=torch.float32)
+    return folder

@@ -1,26 +1,10 @@
 """`dicetalk generate ... --model emotivetalk` end to end on the tiny configuration, and its bad inputs."""
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
 
 from dicetalk.cli.main import main
-
-
-@pytest.fixture(scope="module")
-def emotive_weights(tiny_weights, tmp_path_factory):
-    """The tiny random DICE-Talk folder with random EmotiveTalk parts in emotivetalk/."""
-    from dicetalk.pipeline.emotivetalk import random_parts, save_parts
-    from dicetalk.pipeline.loading import load_pipeline
-
-    folder = tmp_path_factory.mktemp("emotive") / "tiny"
-    shutil.copytree(tiny_weights, folder)
-    parts = random_parts(load_pipeline(folder), seed=0)
-    torch.nn.init.normal_(parts["edi"].delta_out.weight, std=0.05)  # a live injection, as after training
-    save_parts(folder, **parts, settings={"trajectory_steps": 3}, dtype=torch.float32)
-    return folder
 
 
 @pytest.fixture(scope="module")

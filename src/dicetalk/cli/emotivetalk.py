@@ -217,6 +217,7 @@ def export_emotivetalk_cmd(
     dtype: str = typer.Option("float16", help="float32 or float16."),
     trajectory_steps: int = typer.Option(16, min=1, help="Di-CTE's sampling steps."),
     label_guidance: float = typer.Option(2.0, min=0.0, help="Di-CTE's guidance of a label or reference-video condition."),
+    speech_guidance: float = typer.Option(1.0, min=0.0, help="Di-CTE's guidance of the speech (1: none)."),
     injection: bool = typer.Option(True, "--injection/--no-injection", help="EDI's token offsets (off: the trajectory's priors only)."),
 ) -> None:
     """Store trained V-AID, Di-CTE and EDI with a weights folder, for `generate --model emotivetalk`."""
@@ -239,7 +240,9 @@ def export_emotivetalk_cmd(
         "vaid": AudioDecoupler.from_pretrained(vaid), "dicte": TrajectoryDenoiser.from_pretrained(dicte), "edi": ExpressionInjector.from_pretrained(edi),
     }  # fmt: skip
     check_parts(load_pipeline(into), **parts)
-    settings = EmotiveTalkSettings(trajectory_steps=trajectory_steps, label_guidance=label_guidance, injection=injection)
+    settings = EmotiveTalkSettings(
+        trajectory_steps=trajectory_steps, label_guidance=label_guidance, speech_guidance=speech_guidance, injection=injection
+    )
     target = save_parts(into or DEFAULT_MODEL_DIR, **parts, settings=settings, dtype=getattr(torch, dtype))
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     typer.echo(f"wrote {target} ({size / 1e6:.2f} MB)")
