@@ -97,3 +97,30 @@ def test_weights_without_emotivetalk_parts_and_bad_emotions_are_one_line(tiny_we
         assert main([*base, *args]) != 0
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and message in err, err
+
+
+def test_the_embedded_model_ships_trained_emotivetalk_parts_in_float16(tmp_path):
+    """The default model's emotivetalk/ folder: small, float16, loaded with no --weights, and it generates."""
+    import json
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from dicetalk.pipeline.emotivetalk import has_emotivetalk, parts_folder
+    from dicetalk.utils.media import read_audio, read_video, write_audio
+
+    folder = parts_folder(None)
+    assert has_emotivetalk(None)
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) <= 15 * 10**6
+    for name in ("vaid", "dicte", "edi"):
+        (weights,) = (folder / name).glob("*.safetensors")
+        with safe_open(str(weights), "pt") as f:
+            assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    settings = json.loads((folder / "emotivetalk.json").read_text())
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    speech = tmp_path / "speech.wav"
+    write_audio(speech, read_audio(examples / "speech.wav")[:16000], 16000)
+    out = tmp_path / "out.mp4"
+    args = ["generate", str(examples / "portrait.png"), str(speech), "-o", str(out), "--model", "emotivetalk", "--steps", "2", "--no-crop"]
+    assert main(args) == 0, settings
+    assert len(read_video(out).frames) == 25
