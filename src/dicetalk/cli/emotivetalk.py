@@ -258,6 +258,8 @@ def render_emotive_cmd(
     weights: Path | None = typer.Option(None, help="Weights folder (default: the embedded model)."),
     split: str = typer.Option("test", help="val or test identities."),
     injection: bool | None = typer.Option(None, "--injection/--no-injection", help="EmotiveTalk: EDI's token offsets on or off (default: the model's)."),
+    max_frames: int = typer.Option(125, min=2, help="Frames of each clip's speech to render (125: 5 s at 25 fps)."),
+    identities: int | None = typer.Option(None, min=1, help="Only the split's first N identities (by name; default: all)."),
     seed: int = typer.Option(0),
     threads: int | None = typer.Option(None),
 ) -> None:
@@ -268,7 +270,7 @@ def render_emotive_cmd(
     _threads(threads)
     opts = EmotiveRenderOptions(
         dataset=str(dataset), out=str(out), system=system, request=request, portrait=portrait, weights=str(weights) if weights else None,
-        split=check_split(split), seed=seed, injection=injection,
+        split=check_split(split), seed=seed, injection=injection, max_frames=max_frames, identities=identities,
     )  # fmt: skip
     typer.echo(f"wrote {len(render_emotive_set(opts))} videos to {out}")
 

@@ -47,6 +47,7 @@ class EmotiveRenderOptions:
     seed: int = 0
     max_frames: int = 125
     injection: bool | None = None  # emotivetalk: override its settings' EDI offsets
+    identities: int | None = None  # only the split's first N identities (sorted by name); None: all
 
 
 def other_emotion(target: str) -> str:
@@ -102,6 +103,9 @@ def render_emotive_set(opts: EmotiveRenderOptions, pipe=None, progress: bool = T
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     clips, records = evaluation_clips(opts.dataset, opts.split)
+    if opts.identities is not None:
+        keep = sorted({r.identity for r in clips})[: opts.identities]
+        clips = [r for r in clips if r.identity in keep]
     written = []
     for i, record in enumerate(tqdm(clips, desc=f"render {opts.system}", disable=not progress, unit="clip")):
         video = out / f"{record.rel.replace('/', '__')}.mp4"
