@@ -1,7 +1,7 @@
 """EmotiveTalk over a long speech: drift of the last seconds against the first, and peak memory.
 
 A held-out person's clips (``--identity``, sorted by path) are concatenated into ``--seconds`` of
-speech; ``dicetalk generate --model emotivetalk`` renders it and a ``--short``-second prefix of
+speech; ``dicetalk generate --model emotivetalk`` (or ``--model dicetalk``) renders it and a ``--short``-second prefix of
 it, each in a process of its own (peak resident memory from ``/usr/bin/time -v``), from the
 person's neutral frame; ``dicetalk evaluate VIDEO --portrait IMG --drift S`` scores the long
 video's first and last ``--drift`` seconds alike. Writes ``OUT/long.json``::
@@ -42,9 +42,9 @@ def held_out_speech(dataset: str, identity: str, seconds: float) -> tuple[np.nda
     return speech[: int(seconds * 16000)], portrait
 
 
-def generate(portrait: Path, speech: Path, out: Path, emotion: str, steps: int | None) -> dict:
-    """One `generate --model emotivetalk` in a process of its own: its wall seconds and peak memory."""
-    cmd = [sys.executable, "-m", "dicetalk", "generate", str(portrait), str(speech), "-o", str(out), "--model", "emotivetalk", "--emotion", emotion, "--no-crop"]
+def generate(portrait: Path, speech: Path, out: Path, emotion: str, steps: int | None, model: str = "emotivetalk") -> dict:
+    """One `generate --model MODEL` in a process of its own: its wall seconds and peak memory."""
+    cmd = [sys.executable, "-m", "dicetalk", "generate", str(portrait), str(speech), "-o", str(out), "--model", model, "--emotion", emotion, "--no-crop"]
     if steps:
         cmd += ["--steps", str(steps)]
     run = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
@@ -70,16 +70,17 @@ def main() -> None:
     parser.add_argument("--drift", type=float, default=10.0)
     parser.add_argument("--emotion", default="speech", help="generate's --emotion: speech, LABEL[:s]")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--model", default="emotivetalk", help="generate's --model: emotivetalk, or dicetalk for comparison")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     speech, portrait = held_out_speech(args.dataset, args.identity, args.seconds)
     Image.fromarray(portrait).save(out / "portrait.png")
-    report = {"identity": args.identity, "emotion": args.emotion, "steps": args.steps}
+    report = {"identity": args.identity, "emotion": args.emotion, "steps": args.steps, "model": args.model}
     for name, seconds in (("short", args.short), ("long", args.seconds)):
         wav = out / f"{name}.wav"
         write_audio(wav, speech[: int(seconds * 16000)], 16000)
-        report[name] = {"seconds": seconds, **generate(out / "portrait.png", wav, out / f"{name}.mp4", args.emotion, args.steps)}
+        report[name] = {"seconds": seconds, **generate(out / "portrait.png", wav, out / f"{name}.mp4", args.emotion, args.steps, args.model)}
         print(name, report[name], flush=True)
     drift = out / "drift.json"
     cmd = [sys.executable, "-m", "dicetalk", "evaluate", str(out / "long.mp4"), "--portrait", str(out / "portrait.png"), "--drift", str(args.drift), "--json", str(drift)]
