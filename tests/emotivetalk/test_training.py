@@ -81,3 +81,26 @@ def test_dicte_and_edi_train_and_export_into_a_model_that_generates(tiny_world, 
     out = tmp_path / "out.mp4"
     gen = ["generate", str(portrait_png), str(speech_wav), "-o", str(out), "--model", "emotivetalk", "--weights", str(weights), "--steps", "2"]
     assert main([*gen, "--emotion", "sad"]) == 0 and out.is_file()
+
+
+def test_render_emotive_renders_one_clip_per_emotion_from_another_emotion_and_resumes(tiny_world, emotive_weights, tmp_path, capsys):
+    """render-emotive --portrait emotional --identities 1 --max-frames 10: the EDI evaluation set, resumable."""
+    from dicetalk.evaluation.emotivetalk import evaluation_clips
+    from dicetalk.utils.media import read_video
+
+    out = tmp_path / "set"
+    args = ["render-emotive", str(tiny_world), "--out", str(out), "--weights", str(emotive_weights), "--request", "label"]
+    args += ["--portrait", "emotional", "--split", "test", "--identities", "1", "--max-frames", "10"]
+    assert main(args) == 0
+    clips, _ = evaluation_clips(str(tiny_world), "test")
+    first = sorted({r.identity for r in clips})[0]
+    videos = sorted(out.glob("*.mp4"))
+    assert len(videos) == len([r for r in clips if r.identity == first]) > 1
+    for video in videos:
+        sidecar = json.loads(video.with_suffix(".json").read_text())
+        assert first in sidecar["source"] and first in sidecar["portrait"] and sidecar["request"] == sidecar["emotion"]
+        assert f"/{sidecar['emotion']}/" not in sidecar["portrait"]  # the portrait shows another emotion
+        assert len(read_video(video, with_audio=False).frames) == 10
+    stamps = [v.stat().st_mtime_ns for v in videos]
+    assert main(args) == 0  # finished videos are kept
+    assert [v.stat().st_mtime_ns for v in videos] == stamps
