@@ -12,7 +12,16 @@ from .main import app
 
 @app.command()
 def evaluate(
-    generated: Optional[Path] = typer.Argument(None, help="Folder of generated .mp4 videos, each with a sidecar .json naming its source clip."),
+    generated: Optional[Path] = typer.Argument(
+        None, help="Folder of generated .mp4 videos, each with a sidecar .json naming its source clip; or, with --portrait, one video."
+    ),
+    portrait: Optional[Path] = typer.Option(
+        None, "--portrait", help="Score one VIDEO against the portrait it was made from, with no reference dataset: emotion, F-SIM, Sync-C/D."
+    ),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="With --portrait: the speech for Sync-C/D (default: the video's own audio track)."),
+    drift: Optional[float] = typer.Option(
+        None, "--drift", metavar="SECONDS", help="With --portrait: score the first and last SECONDS of a long video alike, and the FVD between them."
+    ),
     reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="The dataset folder ('dicetalk synth' layout) holding the source clips."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report here (written atomically)."),
     ground_truth: bool = typer.Option(False, "--ground-truth", help="Score the reference clips of --split as if generated, plus the judges' own checks."),
@@ -34,6 +43,7 @@ def evaluate(
     """Score generated videos with the judges (or ground-truth clips, or embeddings; or compare two reports) and print a table.
 
     \b
+    dicetalk evaluate VIDEO.mp4 --portrait IMG --json out.json
     dicetalk evaluate GENERATED_DIR --reference DATASET_DIR --json report.json
     dicetalk evaluate --ground-truth --reference DATASET_DIR --split test --json report.json
     dicetalk evaluate --compare A.json B.json --json comparison.json
@@ -43,7 +53,12 @@ def evaluate(
 
     modes = sum([generated is not None, ground_truth, embeddings is not None, compare is not None])
     if modes != 1:
-        raise InputError("give exactly one of GENERATED_DIR, --ground-truth, --embeddings FILE or --compare A.json B.json")
+        raise InputError("give exactly one of GENERATED_DIR, VIDEO --portrait IMG, --ground-truth, --embeddings FILE or --compare A.json B.json")
+    if (audio is not None or drift is not None) and portrait is None:
+        raise InputError("--audio and --drift go with VIDEO --portrait IMG")
+    if portrait is not None:
+        _score_one(generated, portrait, audio, reference, json_out, judges, threads, drift)
+        return
     if embeddings is not None:
         from ..evaluation.evaluate import embedding_report, format_embedding_report
 
@@ -57,6 +72,36 @@ def evaluate(
         _emit(format_comparison(result), result, json_out)
         return
     _score(generated, reference, json_out, ground_truth, split, shift_seconds, resamples, frechet_resamples, seed, judges, per_video, threads, quiet)
+
+
+def _score_one(video: Optional[Path], portrait: Path, audio: Optional[Path], reference: Optional[Path], json_out: Optional[Path], judges, threads: int, drift=None) -> None:
+    import sys
+
+    import torch
+
+    from ..errors import InputError
+    from ..evaluation.judges import load_judges
+    from ..evaluation.single import format_single, score_video
+
+    if video is None or not video.is_file():
+        raise InputError(f"--portrait scores one video file: {video} is not one")
+    if reference is not None:
+        raise InputError("--portrait needs no --reference: the portrait is the reference")
+    torch.set_num_threads(threads)
+    if drift is not None:
+        import json
+
+        from ..evaluation.emotivetalk import drift_report
+
+        if not 0 < drift <= 600:
+            raise InputError(f"--drift must be 0..600 seconds, got {drift:g}")
+        report = drift_report(video, portrait, drift, load_judges(judges))
+        _emit(json.dumps(report, indent=2), report, json_out)
+        return
+    report = score_video(video, portrait, load_judges(judges), audio=audio)
+    for line in report["warnings"]:
+        print(f"warning: {line}", file=sys.stderr)
+    _emit(format_single(report), report, json_out)
 
 
 def _emit(text: str, result: dict, json_out: Optional[Path]) -> None:

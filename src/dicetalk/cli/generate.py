@@ -14,13 +14,15 @@ def generate_command(
     image: Path = typer.Argument(..., help="Portrait photo (any common image format)."),
     audio: Path = typer.Argument(..., help="Speech recording (wav, mp3, flac, ogg, m4a, or a video's audio track)."),
     output: Path = typer.Option(Path("outputs/out.mp4"), "-o", "--output", help="Output .mp4 (written atomically)."),
-    emotion: str = typer.Option(
-        "neutral",
+    emotion: str | None = typer.Option(
+        None,
         "-e",
         "--emotion",
         help="Label ('happy'), label:strength ('happy:0.6'), mix ('happy*0.7+surprised*0.3'), prior file "
-        "(.npy/.safetensors/.json), reference video, or schedule ('0:neutral,2.5:happy,5:sad').",
+        "(.npy/.safetensors/.json), reference video, or schedule ('0:neutral,2.5:happy,5:sad'); default neutral. "
+        "With --model emotivetalk: 'speech' (the default: the voice decides), a label[:strength] or a reference video.",
     ),
+    model: str = typer.Option("dicetalk", help="dicetalk, or emotivetalk (EmotiveTalk's parts on the same weights)."),
     weights: Path | None = typer.Option(None, help="Weights folder (project layout or convert-official output); default: the embedded model."),
     crop: bool = typer.Option(True, "--crop/--no-crop", help="Detect the face and crop a square around it."),
     size: int | None = typer.Option(None, help="Resize the output so its short side has this many pixels (default: as generated; the generation size is the recipe's `size`)."),
@@ -59,7 +61,8 @@ def generate_command(
         image=image,
         audio=audio,
         output=output,
-        emotion=emotion,
+        emotion=emotion if emotion is not None else ("speech" if model == "emotivetalk" else "neutral"),
+        model=model,
         weights=weights,
         crop=crop,
         size=size,

@@ -25,6 +25,7 @@ from .portrait import Portrait, prepare_portrait
 from .recipe import SamplingRecipe, parse_recipe
 
 SILENCE_RMS = 1e-4
+MODELS = ("dicetalk", "emotivetalk")  # generate's systems: DICE-Talk, or EmotiveTalk on the same weights (pipeline/emotivetalk.py)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class GenerateOptions:
     windows_per_batch: int = 1
     stream: bool = False  # sample in segments and write each as soon as it is done (see pipeline/streaming.py)
     performance: str | None = None  # speed switches, e.g. "fast" (see pipeline/performance.py); None: none
+    model: str = "dicetalk"  # one of MODELS
 
     def resolve_recipe(self, base: SamplingRecipe) -> SamplingRecipe:
         """The recipe this job samples with: ``recipe`` on top of ``base``, then the shorthand fields."""
@@ -171,6 +173,12 @@ def generate_video(
             detail = f" ({done}/{total})" if total > 1 else ""
             progress(lo + (hi - lo) * min(1.0, done / max(1, total)), STAGE_NAMES[stage] + detail)
 
+    if opts.model != "dicetalk":
+        if opts.model not in MODELS:
+            raise InputError(f"unknown model {opts.model!r}; expected one of {', '.join(MODELS)}")
+        from .emotivetalk import generate_emotivetalk
+
+        return generate_emotivetalk(opts, progress, pipeline, cancel)
     report("prepare")
     from .loading import load_pipeline
 

@@ -1,5 +1,9 @@
 """A Gradio page: upload a portrait and speech, pick an emotion (or a reference video), get a video.
 
+- Two systems on the same weights: DICE-Talk, and, when the weights carry its parts, EmotiveTalk,
+  whose emotion comes from the speech itself, a label[:strength] or a reference video (as
+  ``generate --model emotivetalk --emotion speech|LABEL[:s]|VIDEO``).
+
 - Binds to 127.0.0.1 unless told otherwise; beyond this machine only with a login (``auth``).
 - Uploads are bounded (``max_upload_mb``); speech length and steps too (fair use on a shared
   machine), and each browser session may have ``jobs_per_session`` jobs waiting or running.
@@ -39,7 +43,9 @@ from .workspace import Workspace
 log = logging.getLogger("dicetalk.ui")
 
 DEFAULT_EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised", "fear", "disgusted", "contempt")
-INPUTS = ("image", "audio", "emotion", "strength", "reference", "identity_scale", "emotion_scale", "steps", "seed", "crop", "recipe")
+INPUTS = ("image", "audio", "emotion", "strength", "reference", "identity_scale", "emotion_scale", "steps", "seed", "crop", "recipe", "model", "source")
+MODELS = {"DICE-Talk": "dicetalk", "EmotiveTalk": "emotivetalk"}  # the page's choice -> generate's --model
+SOURCES = ("speech", "label", "video")  # EmotiveTalk's emotion: the voice, the label above, or the reference video
 LABELS = {"image": "portrait", "audio": "speech", "reference": "reference video"}
 IDENTITY_RANGE, EMOTION_RANGE, STRENGTH_RANGE = (0.0, 10.0), (0.0, 12.0), (0.0, 2.0)
 
@@ -82,6 +88,7 @@ class Checked:
     seed: int
     crop: bool
     recipe: str | None = None  # a sampling recipe spec on the model's own (the sliders above override its fields)
+    model: str = "dicetalk"  # generate's --model
 
 
 def _path_of(payload: Any) -> str | None:
@@ -117,12 +124,24 @@ class DiceTalkUI:
         self.emotions = [e for e in DEFAULT_EMOTIONS if e in self.pipe.priors.emotions] or list(self.pipe.priors.emotions)
         self.can_embed = self.pipe.emotion_embedder is not None and self.pipe.expression_encoder is not None
         self.default_steps = int(self.pipe.recipe.steps)
+        self.emotive = self._emotive_pipeline(weights)
         self.board = JobBoard()
         self._pipe_lock = threading.Lock()
         # Submissions are checked outside the queue, in gradio's threads: decode two at a time at most
         # (a 64-Mpx portrait takes about 200 MB while it is checked).
         self._checking = threading.BoundedSemaphore(2)
         self.blocks, self.queue_view = self._build()
+
+    def _emotive_pipeline(self, weights: Path | None):
+        """EmotiveTalk on the very components of the loaded DICE-Talk pipeline; None without its parts."""
+        from ..pipeline.emotivetalk import check_parts, has_emotivetalk, load_parts
+        from ..pipeline.pipeline_emotivetalk import EmotiveTalkPipeline
+
+        if not has_emotivetalk(weights) or self.pipe.expression_encoder is None:
+            return None
+        parts, settings = load_parts(weights, self.pipe.dtype)
+        check_parts(self.pipe, **parts)
+        return EmotiveTalkPipeline.from_dicetalk(self.pipe, **parts, settings=settings).to(self.pipe.device)
 
     # ------------------------------------------------------------------ inputs
     def _upload(self, payload: Any, field: str, required: bool) -> Path | None:
@@ -167,11 +186,26 @@ class DiceTalkUI:
         audio_seconds = self.board.audio_length(str(audio))
         if reference is not None:
             self._check_reference(reference, decode)
+        label = emotion if strength == 1.0 else f"{emotion}:{strength:g}"
+        model, spec = self._check_model(values.get("model", "DICE-Talk"), values.get("source", "speech"), label, reference)
         if decode:
             self._check_portrait(image, crop)
-            audio_seconds = self._check_speech(audio)
-        spec = str(reference) if reference else (emotion if strength == 1.0 else f"{emotion}:{strength:g}")
-        return Checked(image, audio, audio_seconds, spec, reference, identity_scale, emotion_scale, int(steps_value), int(seed_value), crop, recipe)
+            audio_seconds = self._check_speech(audio, spec == "speech" and model == "emotivetalk")
+        return Checked(image, audio, audio_seconds, spec, reference, identity_scale, emotion_scale, int(steps_value), int(seed_value), crop, recipe, model)
+
+    def _check_model(self, model: Any, source: Any, label: str, reference: Path | None) -> tuple[str, str]:
+        """(generate's --model, its --emotion) of the page's system and emotion source."""
+        if model not in MODELS:
+            raise Rejected(f"unknown model; choose one of {', '.join(MODELS)}", "model")
+        if MODELS[model] == "dicetalk":
+            return "dicetalk", str(reference) if reference else label  # the reference video overrides the label
+        if self.emotive is None:
+            raise Rejected("this server's model has no EmotiveTalk parts; choose DICE-Talk", "model")
+        if source not in SOURCES:
+            raise Rejected(f"unknown emotion source; choose one of {', '.join(SOURCES)}", "source")
+        if source == "video" and reference is None:
+            raise Rejected("emotion source video: upload a reference video", "reference")
+        return "emotivetalk", {"speech": "speech", "label": label, "video": str(reference)}[source]
 
     def _check_recipe(self, spec: Any, steps: int) -> str | None:
         """The advanced recipe spec, checked as `generate --recipe` checks it (the step limit applies to it too)."""
@@ -214,12 +248,16 @@ class DiceTalkUI:
         if crop and detect_face(pixels) is None:  # the upload stays: the user may untick the option and retry
             raise Rejected('portrait: no face found (untick "Detect and crop the face" to animate the whole image)', "image")
 
-    def _check_speech(self, audio: Path) -> float:
+    def _check_speech(self, audio: Path, voiced: bool = False) -> float:
+        """Its length in seconds; ``voiced``: EmotiveTalk reads the emotion from it, so refuse silence."""
         from ..pipeline.generate import load_speech
+        from ..pipeline.pipeline_emotivetalk import EmotionRequest, check_speech_request
         from ..utils.media import SPEECH_SAMPLE_RATE
 
         try:
             samples = load_speech(audio, self.settings.max_audio_seconds)
+            if voiced:
+                check_speech_request(EmotionRequest("speech"), samples, "speech")
         except InputError as exc:
             raise Rejected(public_message(exc, self._labels(None, audio)), "audio", (str(audio),)) from None
         seconds = samples.size / SPEECH_SAMPLE_RATE
@@ -306,8 +344,9 @@ class DiceTalkUI:
         opts = GenerateOptions(
             image=checked.image, audio=checked.audio, output=out, emotion=checked.emotion, weights=self.weights, crop=checked.crop,
             recipe=checked.recipe, steps=checked.steps, identity_scale=checked.identity_scale, emotion_scale=checked.emotion_scale, seed=checked.seed,
-            device=self.device, max_seconds=self.settings.max_audio_seconds,
+            device=self.device, max_seconds=self.settings.max_audio_seconds, model=checked.model,
         )  # fmt: skip
+        pipe = self.emotive if checked.model == "emotivetalk" else self.pipe
 
         def report(fraction: float, description: str) -> None:
             job.fraction = fraction
@@ -318,7 +357,7 @@ class DiceTalkUI:
 
         succeeded = False
         try:
-            generate_video(opts, progress=report, pipeline=self.pipe, cancel=job.cancel)
+            generate_video(opts, progress=report, pipeline=pipe, cancel=job.cancel)
             succeeded = True
         except Cancelled:
             log.info("job stopped (the server is shutting down)")
@@ -353,6 +392,12 @@ class DiceTalkUI:
                     emotion = gr.Dropdown(self.emotions, value=self.emotions[0], label="Emotion", elem_id="emotion")
                     strength = gr.Slider(*STRENGTH_RANGE, value=1.0, step=0.1, label="Strength", elem_id="strength")
                     reference = gr.Video(label="Emotion reference video (optional; overrides the label)", elem_id="reference", visible=self.can_embed)
+                    emotive = self.emotive is not None
+                    model = gr.Radio(list(MODELS), value="DICE-Talk", label="Model", elem_id="model", visible=emotive)
+                    source = gr.Radio(
+                        list(SOURCES), value="speech", label="EmotiveTalk's emotion: from the speech, the label or the reference video",
+                        elem_id="source", visible=emotive,
+                    )  # fmt: skip
                     with gr.Accordion("Settings", open=False):
                         identity_scale = gr.Slider(*IDENTITY_RANGE, value=self.pipe.recipe.identity_scale, step=0.5, label="Identity guidance")
                         emotion_scale = gr.Slider(*EMOTION_RANGE, value=self.pipe.recipe.emotion_scale, step=0.5, label="Audio + emotion guidance")
@@ -368,13 +413,20 @@ class DiceTalkUI:
                     button = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column():
                     video = gr.Video(label="Result", elem_id="result", autoplay=False)
-            inputs = [image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe]
+            inputs = [image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source]
 
-            def validate(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, request: gr.Request):
-                return self.validate(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, request)
+            def validate(
+                image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source, request: gr.Request
+            ):
+                args = (image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source)
+                return self.validate(*args, request)
 
-            def run_job(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, request: gr.Request, progress=gr.Progress()):
-                return self.run(image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, request, progress)
+            def run_job(
+                image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source,
+                request: gr.Request, progress=gr.Progress(),
+            ):  # fmt: skip
+                args = (image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source)
+                return self.run(*args, request, progress)
 
             # preprocess=False: the function gets the uploads' paths; gradio decodes nothing (its
             # messages about undecodable files name its internals and server paths).

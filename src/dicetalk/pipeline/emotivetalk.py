@@ -1,0 +1,193 @@
+"""EmotiveTalk's parts in a weights folder, loading its pipeline, and ``generate --model emotivetalk``.
+
+A weights folder (the embedded default model included) carries EmotiveTalk as optional parts beside
+DICE-Talk's components, in ``emotivetalk/``: ``vaid/``, ``dicte/``, ``edi/`` (diffusers
+``save_pretrained`` folders, safetensors) and ``emotivetalk.json`` (the
+:class:`~.pipeline_emotivetalk.EmotiveTalkSettings`). DICE-Talk loads the folder as before and never
+reads them; :func:`load_emotivetalk_pipeline` builds an
+:class:`~.pipeline_emotivetalk.EmotiveTalkPipeline` on the very same components.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import InputError, WeightsError
+
+PARTS_DIR = "emotivetalk"
+SETTINGS_FILE = "emotivetalk.json"
+PART_CLASSES = {"vaid": ("dicetalk.models.vaid", "AudioDecoupler"), "dicte": ("dicetalk.models.dicte", "TrajectoryDenoiser"), "edi": ("dicetalk.models.edi", "ExpressionInjector")}
+
+
+def parts_folder(weights: str | os.PathLike | None) -> Path:
+    from .loading import DEFAULT_MODEL_DIR
+
+    return Path(weights or DEFAULT_MODEL_DIR) / PARTS_DIR
+
+
+def has_emotivetalk(weights: str | os.PathLike | None) -> bool:
+    folder = parts_folder(weights)
+    return all((folder / name / "config.json").is_file() for name in PART_CLASSES)
+
+
+def load_parts(weights: str | os.PathLike | None, dtype: torch.dtype = torch.float32) -> tuple[dict, dict]:
+    """(``{"vaid", "dicte", "edi"}`` modules in eval mode, settings dict) of a weights folder."""
+    import importlib
+
+    folder = parts_folder(weights)
+    if not has_emotivetalk(weights):
+        where = "the embedded default model" if weights is None else str(weights)
+        raise WeightsError(f"{where} has no EmotiveTalk parts ({folder} needs vaid/, dicte/ and edi/: `dicetalk export-emotivetalk`)")
+    parts = {}
+    for name, (module, cls) in PART_CLASSES.items():
+        try:
+            parts[name] = getattr(importlib.import_module(module), cls).from_pretrained(folder / name, torch_dtype=dtype).eval().requires_grad_(False)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise WeightsError(f"cannot load EmotiveTalk's {name} from {folder / name}: {str(exc).strip().splitlines()[0]}") from None
+    settings = {}
+    if (folder / SETTINGS_FILE).is_file():
+        try:
+            settings = json.loads((folder / SETTINGS_FILE).read_text())
+        except ValueError:
+            raise WeightsError(f"{folder / SETTINGS_FILE}: not valid JSON") from None
+    return parts, settings
+
+
+def load_emotivetalk_pipeline(weights: str | os.PathLike | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """The :class:`EmotiveTalkPipeline` of a weights folder (None: the embedded default model)."""
+    from .loading import load_pipeline
+    from .pipeline_emotivetalk import EmotiveTalkPipeline
+
+    parts, settings = load_parts(weights, dtype)
+    pipe = load_pipeline(weights, device=device, dtype=dtype)
+    if pipe.expression_encoder is None:
+        raise WeightsError(f"{weights or 'the embedded default model'}: EmotiveTalk needs the expression encoder, and this model has none")
+    check_parts(pipe, **parts)
+    return EmotiveTalkPipeline.from_dicetalk(pipe, **parts, settings=settings).to(device)
+
+
+def save_parts(folder: str | os.PathLike, vaid, dicte, edi, settings=None, dtype: torch.dtype = torch.float16) -> Path:
+    """Write ``FOLDER/emotivetalk/`` atomically (float16 by default: the embedded model's budget)."""
+    import copy
+
+    from ..utils.atomic import atomic_dir
+    from .pipeline_emotivetalk import EmotiveTalkSettings
+
+    target = Path(folder) / PARTS_DIR
+    settings = settings if isinstance(settings, EmotiveTalkSettings) else EmotiveTalkSettings.from_dict(settings)
+    with atomic_dir(target) as tmp:
+        for name, module in (("vaid", vaid), ("dicte", dicte), ("edi", edi)):
+            copy.deepcopy(module).to(dtype).save_pretrained(tmp / name, safe_serialization=True)
+        (tmp / SETTINGS_FILE).write_text(json.dumps(dataclasses.asdict(settings), indent=2) + "\n")
+    return target
+
+
+def generate_emotivetalk(
+    opts,
+    progress: Callable[[float, str], None] | None = None,
+    pipeline=None,
+    cancel: threading.Event | None = None,
+) -> Path:
+    """``generate_video`` for ``opts.model == "emotivetalk"``: the same checks, stages and atomic output.
+
+    ``opts.emotion``: ``speech`` (the voice decides), ``LABEL[:STRENGTH]`` or a reference video.
+    """
+    from ..errors import Cancelled
+    from ..utils.media import VideoWriter
+    from .generate import STAGE_NAMES, STAGES, face_layout_of, load_speech, portrait_for, resize_short_side, resolve_device
+    from .pipeline_emotivetalk import check_speech_request, parse_request
+    from .recipe import SamplingRecipe
+
+    def report(stage: str, done: int = 0, total: int = 1) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("the job was cancelled")
+        if progress is not None:
+            lo, hi = STAGES[stage]
+            detail = f" ({done}/{total})" if total > 1 else ""
+            progress(lo + (hi - lo) * min(1.0, done / max(1, total)), STAGE_NAMES[stage] + detail)
+
+    report("prepare")
+    opts.resolve_recipe(SamplingRecipe())
+    if opts.size is not None and not 16 <= opts.size <= 4096:
+        raise InputError(f"size must be 16..4096 pixels, got {opts.size}")
+    if opts.output.suffix.lower() != ".mp4":
+        raise InputError(f"output {opts.output} must be an .mp4 file")
+    if opts.output.exists() and opts.output.is_dir():
+        raise InputError(f"output {opts.output} is a directory")
+    if getattr(opts, "stream", False):
+        raise InputError("--stream is not available with --model emotivetalk (its trajectory is sampled for the whole clip)")
+    performance = None
+    if getattr(opts, "performance", None) is not None:
+        from .performance import PerformanceOptions
+
+        performance = PerformanceOptions.parse(opts.performance)
+    request = parse_request(opts.emotion)
+    device = resolve_device(opts.device)
+    if pipeline is None and not has_emotivetalk(opts.weights):
+        load_parts(opts.weights)  # the one-line WeightsError, before any heavy work
+    layout = face_layout_of(opts.weights) if pipeline is None else pipeline.face_layout
+    portrait = portrait_for(opts.image, opts.crop, layout)
+    audio = load_speech(opts.audio, opts.max_seconds)
+    check_speech_request(request, audio, str(opts.audio))
+    if pipeline is None:
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        pipeline = load_emotivetalk_pipeline(opts.weights, device=device, dtype=dtype)
+    if performance is not None:
+        pipeline.set_performance(performance)
+    recipe = opts.resolve_recipe(pipeline.recipe)
+    generator = torch.Generator().manual_seed(opts.seed)
+    with VideoWriter(opts.output, recipe.fps, audio=audio) as writer:
+
+        def sink(frames: np.ndarray) -> None:
+            writer.write(frames if opts.size is None else resize_short_side(frames, opts.size))
+
+        pipeline(
+            portrait.image, audio, request, recipe=recipe, face_mask=portrait.mask, windows_per_batch=opts.windows_per_batch,
+            generator=generator, frame_sink=sink, progress=report,
+        )  # fmt: skip
+        report("write")
+        writer.finish()
+    if progress is not None:
+        progress(1.0, "done")
+    return opts.output
+
+
+def random_parts(pipe, seed: int = 0) -> dict:
+    """Freshly initialised V-AID, Di-CTE and EDI sized for ``pipe``'s components (tests, dry runs)."""
+    from ..models.dicte import TrajectoryDenoiser
+    from ..models.edi import ExpressionInjector
+    from ..models.vaid import AudioDecoupler
+
+    torch.manual_seed(seed)
+    audio = pipe.audio_encoder.config
+    bank = pipe.emotion_bank.config
+    expression = int(pipe.expression_encoder.config.out_dim)
+    vaid = AudioDecoupler(window=10, blocks=audio.encoder_layers + 1, channels=audio.d_model, hidden_dim=32, lip_dim=8,
+                          expression_hidden=16, expression_dim=8, dilations=(1, 2, 4), expression_targets=expression)  # fmt: skip
+    dicte = TrajectoryDenoiser(trajectory_dim=expression, speech_dim=8, channels=32, embed_dim=32, dilations=(1, 2, 4))
+    edi = ExpressionInjector(expression_dim=expression, prior_dim=bank.prior_dim, num_tokens=bank.num_tokens, token_dim=bank.token_dim, hidden_dim=32)
+    return {"vaid": vaid.eval(), "dicte": dicte.eval(), "edi": edi.eval()}
+
+
+def check_parts(pipe, vaid, dicte, edi) -> None:
+    """:class:`WeightsError` unless the three parts fit each other and ``pipe``'s components."""
+    audio, bank = pipe.audio_encoder.config, pipe.emotion_bank.config
+    problems = []
+    if (vaid.config.blocks, vaid.config.channels) != (audio.encoder_layers + 1, audio.d_model):
+        problems.append(f"V-AID reads {vaid.config.blocks} x {vaid.config.channels} hidden states, the audio encoder gives {audio.encoder_layers + 1} x {audio.d_model}")
+    if dicte.config.speech_dim != vaid.config.expression_dim:
+        problems.append(f"Di-CTE takes a {dicte.config.speech_dim}-d speech stream, V-AID gives {vaid.config.expression_dim}")
+    if (edi.config.prior_dim, edi.config.num_tokens, edi.config.token_dim) != (bank.prior_dim, bank.num_tokens, bank.token_dim):
+        problems.append("EDI's priors or tokens do not match the emotion bank")
+    if edi.config.expression_dim != dicte.config.trajectory_dim:
+        problems.append("EDI and Di-CTE disagree on the expression's size")
+    if problems:
+        raise WeightsError("EmotiveTalk's parts do not fit this model: " + "; ".join(problems))
