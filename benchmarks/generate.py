@@ -209,7 +209,6 @@ def switch_table(pipe, args, performance) -> list[tuple[str, dict]]:
     size = args.size or pipe.native_size
     flops = unet_flops_per_frame(pipe, size)
     inputs = unet_inputs(pipe, size, batch=2)
-    frames = inputs[0].shape[0] * inputs[0].shape[1]
     changes = [("none (eager, PyTorch's SDPA choice)", PerformanceOptions())]
     changes += [(f"attention={b}", PerformanceOptions(attention=b)) for b in ("flash", "efficient", "cudnn", "math")]
     changes += [("fuse_qkv", PerformanceOptions(fuse_qkv=True)), ("channels_last", PerformanceOptions(channels_last=True))]

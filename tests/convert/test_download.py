@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import pytest
 
 from dicetalk.cli.main import main
 from dicetalk.convert.download import SOURCES, download_release

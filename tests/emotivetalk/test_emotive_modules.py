@@ -1,6 +1,5 @@
 """EmotiveTalk's modules: shapes, gradients, masks, seeds, and learning on tiny data."""
 
-import pytest
 import torch
 
 from dicetalk import EMOTIONS

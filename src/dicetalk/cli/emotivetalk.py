@@ -37,6 +37,23 @@ def split_features(dataset: Path, weights: Path | None, split: str = "train", ca
     return features_of(cache, audio, whisper_feature_extractor(audio.config), expression, progress=progress)
 
 
+def _require_vaid(folder: Path) -> None:
+    from ..errors import InputError
+
+    if not (folder / "config.json").is_file():
+        raise InputError(f"{folder}: no trained V-AID here (train one with `dicetalk train-vaid`)")
+
+
+def _report_trained(name: str, module, out: Path, dry_run: bool) -> None:
+    """What a training command prints last: the module's summary on a dry run, else where it was written."""
+    if dry_run:
+        from ..models.registry import summarize
+
+        typer.echo(summarize({name: module}))
+        return
+    typer.echo(f"wrote {out / name}")
+
+
 @app.command("train-vaid")
 def train_vaid_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder (mead/, hdtf/, splits.json); its train split is used."),
@@ -70,12 +87,7 @@ def train_vaid_cmd(
     features = split_features(dataset, weights, "train", cache_dir)
     typer.echo(f"{features.num_clips} training clips, {len(features.visual)} frames; {opts}")
     vaid = train_vaid(opts, features, resume=resume, dry_run=dry_run)
-    if dry_run:
-        from ..models.registry import summarize
-
-        typer.echo(summarize({"vaid": vaid}))
-        return
-    typer.echo(f"wrote {out / 'vaid'}")
+    _report_trained("vaid", vaid, out, dry_run)
 
 
 @app.command("probe-vaid")
@@ -90,7 +102,6 @@ def probe_vaid_cmd(
     cache_dir: Path | None = typer.Option(None),
 ) -> None:
     """The 2x2 decoupling table: linear probes of lip motion and emotion on each audio stream (train / val / test identities)."""
-    from ..errors import InputError
     from ..evaluation.probes import format_probe_table, probe_table, vaid_probe_data
     from ..models.token_projection import TokenProjection
     from ..models.vaid import AudioDecoupler
@@ -99,8 +110,7 @@ def probe_vaid_cmd(
 
     _threads(threads)
     folder = vaid or (weights or DEFAULT_MODEL_DIR) / "emotivetalk" / "vaid"
-    if not (folder / "config.json").is_file():
-        raise InputError(f"{folder}: no trained V-AID here (train one with `dicetalk train-vaid`)")
+    _require_vaid(folder)
     decoupler = AudioDecoupler.from_pretrained(folder).float().eval()
     projection = TokenProjection.from_pretrained((weights or DEFAULT_MODEL_DIR) / "audio_projection").float().eval()
     data: dict = {}
@@ -142,8 +152,7 @@ def train_dicte_cmd(
     _threads(threads)
     if p_label + p_reference > 1:
         raise InputError("--p-label + --p-reference must be at most 1 (the rest trains the voice-only condition)")
-    if not (vaid / "config.json").is_file():
-        raise InputError(f"{vaid}: no trained V-AID here (train one with `dicetalk train-vaid`)")
+    _require_vaid(vaid)
     opts = DicteOptions(
         dataset=str(dataset), out=str(out), vaid=str(vaid), weights=str(weights) if weights else None, steps=steps, batch=batch, frames=frames,
         lr=lr, p_label=p_label, p_reference=p_reference, seed=seed, save_every=save_every, cache_dir=str(cache_dir) if cache_dir else None,
@@ -151,12 +160,7 @@ def train_dicte_cmd(
     features = split_features(dataset, weights, "train", cache_dir)
     typer.echo(f"{features.num_clips} training clips, {len(features.visual)} frames; {opts}")
     model = train_dicte(opts, features, resume=resume, dry_run=dry_run)
-    if dry_run:
-        from ..models.registry import summarize
-
-        typer.echo(summarize({"dicte": model}))
-        return
-    typer.echo(f"wrote {out / 'dicte'}")
+    _report_trained("dicte", model, out, dry_run)
 
 
 @app.command("train-edi")
@@ -200,12 +204,7 @@ def train_edi_cmd(
         backbone = {k: v.float() for k, v in load_backbone(folder, ("vae", "image_encoder", "audio_encoder")).items()}
         diffusion = prepare_features(features.cache, backbone, pipe.emotion_embedder.float())
     edi = train_edi(opts, features, pipe, diffusion, resume=resume, dry_run=dry_run)
-    if dry_run:
-        from ..models.registry import summarize
-
-        typer.echo(summarize({"edi": edi}))
-        return
-    typer.echo(f"wrote {out / 'edi'}")
+    _report_trained("edi", edi, out, dry_run)
 
 
 @app.command("export-emotivetalk")

@@ -9,7 +9,6 @@ the component's weights, so a changed component gets fresh features.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -20,7 +20,6 @@ autoencoder can reach.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -100,35 +100,15 @@ def generate_emotivetalk(
 
     ``opts.emotion``: ``speech`` (the voice decides), ``LABEL[:STRENGTH]`` or a reference video.
     """
-    from ..errors import Cancelled
     from ..utils.media import VideoWriter
-    from .generate import STAGE_NAMES, STAGES, face_layout_of, load_speech, portrait_for, resize_short_side, resolve_device
+    from .generate import check_options, face_layout_of, load_speech, portrait_for, resize_short_side, resolve_device, stage_reporter
     from .pipeline_emotivetalk import check_speech_request, parse_request
-    from .recipe import SamplingRecipe
 
-    def report(stage: str, done: int = 0, total: int = 1) -> None:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("the job was cancelled")
-        if progress is not None:
-            lo, hi = STAGES[stage]
-            detail = f" ({done}/{total})" if total > 1 else ""
-            progress(lo + (hi - lo) * min(1.0, done / max(1, total)), STAGE_NAMES[stage] + detail)
-
+    report = stage_reporter(opts, progress, cancel)
     report("prepare")
-    opts.resolve_recipe(SamplingRecipe())
-    if opts.size is not None and not 16 <= opts.size <= 4096:
-        raise InputError(f"size must be 16..4096 pixels, got {opts.size}")
-    if opts.output.suffix.lower() != ".mp4":
-        raise InputError(f"output {opts.output} must be an .mp4 file")
-    if opts.output.exists() and opts.output.is_dir():
-        raise InputError(f"output {opts.output} is a directory")
-    if getattr(opts, "stream", False):
+    performance = check_options(opts)
+    if opts.stream:
         raise InputError("--stream is not available with --model emotivetalk (its trajectory is sampled for the whole clip)")
-    performance = None
-    if getattr(opts, "performance", None) is not None:
-        from .performance import PerformanceOptions
-
-        performance = PerformanceOptions.parse(opts.performance)
     request = parse_request(opts.emotion)
     device = resolve_device(opts.device)
     if pipeline is None and not has_emotivetalk(opts.weights):

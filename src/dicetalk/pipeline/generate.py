@@ -7,7 +7,6 @@ speech. The output appears only when complete (atomic rename).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -146,6 +145,39 @@ STAGES = {"prepare": (0.0, 0.03), "encode": (0.03, 0.06), "denoise": (0.06, 0.9)
 STAGE_NAMES = {"prepare": "reading the inputs", "encode": "encoding portrait and speech", "denoise": "denoising", "decode": "decoding frames", "write": "writing the video"}
 
 
+def stage_reporter(opts: GenerateOptions, progress, cancel: threading.Event | None) -> Callable[..., None]:
+    """``report(stage, done, total)``: stops a cancelled job and maps the stage's progress onto :data:`STAGES`."""
+
+    def report(stage: str, done: int = 0, total: int = 1) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("the job was cancelled")
+        if opts.stream and stage == "decode" and done < total:
+            return  # streamed segments are decoded between denoising steps: the denoising share keeps the pace
+        if progress is not None:
+            lo, hi = STAGES[stage]
+            detail = f" ({done}/{total})" if total > 1 else ""
+            progress(lo + (hi - lo) * min(1.0, done / max(1, total)), STAGE_NAMES[stage] + detail)
+
+    return report
+
+
+def check_options(opts: GenerateOptions):
+    """The options' own errors, before any heavy work; returns the parsed speed switches (None: none)."""
+    opts.resolve_recipe(SamplingRecipe())  # a malformed recipe
+    performance = None
+    if opts.performance is not None:
+        from .performance import PerformanceOptions
+
+        performance = PerformanceOptions.parse(opts.performance)
+    if opts.size is not None and not 16 <= opts.size <= 4096:
+        raise InputError(f"size must be 16..4096 pixels, got {opts.size}")
+    if opts.output.suffix.lower() != ".mp4":
+        raise InputError(f"output {opts.output} must be an .mp4 file")
+    if opts.output.exists() and opts.output.is_dir():
+        raise InputError(f"output {opts.output} is a directory")
+    return performance
+
+
 def generate_video(
     opts: GenerateOptions,
     progress: Callable[[float, str], None] | None = None,
@@ -163,16 +195,7 @@ def generate_video(
     since the pipeline was called (with ``opts.stream``, after the first segment).
     """
 
-    def report(stage: str, done: int = 0, total: int = 1) -> None:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("the job was cancelled")
-        if opts.stream and stage == "decode" and done < total:
-            return  # streamed segments are decoded between denoising steps: the denoising share keeps the pace
-        if progress is not None:
-            lo, hi = STAGES[stage]
-            detail = f" ({done}/{total})" if total > 1 else ""
-            progress(lo + (hi - lo) * min(1.0, done / max(1, total)), STAGE_NAMES[stage] + detail)
-
+    report = stage_reporter(opts, progress, cancel)
     if opts.model != "dicetalk":
         if opts.model not in MODELS:
             raise InputError(f"unknown model {opts.model!r}; expected one of {', '.join(MODELS)}")
@@ -182,17 +205,7 @@ def generate_video(
     report("prepare")
     from .loading import load_pipeline
 
-    opts.resolve_recipe(SamplingRecipe())  # a malformed recipe fails now, before any heavy work
-    if opts.performance is not None:
-        from .performance import PerformanceOptions
-
-        PerformanceOptions.parse(opts.performance)  # likewise a malformed speed switch
-    if opts.size is not None and not 16 <= opts.size <= 4096:
-        raise InputError(f"size must be 16..4096 pixels, got {opts.size}")
-    if opts.output.suffix.lower() != ".mp4":
-        raise InputError(f"output {opts.output} must be an .mp4 file")
-    if opts.output.exists() and opts.output.is_dir():
-        raise InputError(f"output {opts.output} is a directory")
+    check_options(opts)
     device = resolve_device(opts.device)
     layout = face_layout_of(opts.weights) if pipeline is None else pipeline.face_layout
     portrait = portrait_for(opts.image, opts.crop, layout)

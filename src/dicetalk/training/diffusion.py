@@ -37,7 +37,6 @@ import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import edm
