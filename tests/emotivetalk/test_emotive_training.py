@@ -73,14 +73,22 @@ def test_dicte_and_edi_train_and_export_into_a_model_that_generates(tiny_world, 
         assert (edi / run / "checkpoints" / "latest").is_file()
     trained = weights_of(edi / "edi")
     assert trained["delta_out.weight"].abs().sum() > 0  # stage 2 moved the zero-initialised offsets
+    voice = tmp_path / "voice"
+    assert main(["train-voice-emotion", str(tiny_world), "--vaid", str(vaid_run / "vaid"), "--out", str(voice), "--steps", "4", *common]) == 0
+    scores = json.loads((voice / "val.json").read_text())
+    assert 0 <= scores["val_whole_clips"] <= 1 and scores["val_clips"] > 0 and (voice / "run" / "options.json").is_file()
     weights = tmp_path / "weights"
     shutil.copytree(tiny_weights, weights)
     args = ["export-emotivetalk", "--into", str(weights), "--vaid", str(vaid_run / "vaid"), "--dicte", str(dicte / "dicte"), "--edi", str(edi / "edi")]
-    assert main(args) == 0
-    assert json.loads((weights / "emotivetalk" / "emotivetalk.json").read_text())["trajectory_steps"] == 16
+    assert main([*args, "--speech-emotion", "read"]) == 2  # reading the voice needs its read-out
+    assert main([*args, "--voice", str(voice / "voice"), "--speech-emotion", "read", "--anchor"]) == 0
+    settings = json.loads((weights / "emotivetalk" / "emotivetalk.json").read_text())
+    assert (settings["trajectory_steps"], settings["speech_emotion"], settings["anchor"]) == (16, "read", True)
+    assert (weights / "emotivetalk" / "voice" / "config.json").is_file()
     out = tmp_path / "out.mp4"
     gen = ["generate", str(portrait_png), str(speech_wav), "-o", str(out), "--model", "emotivetalk", "--weights", str(weights), "--steps", "2"]
     assert main([*gen, "--emotion", "sad"]) == 0 and out.is_file()
+    assert main([*gen, "--emotion", "speech", "-o", str(tmp_path / "heard.mp4")]) == 0 and (tmp_path / "heard.mp4").is_file()
 
 
 def test_render_emotive_renders_one_clip_per_emotion_from_another_emotion_and_resumes(tiny_world, emotive_weights, tmp_path, capsys):

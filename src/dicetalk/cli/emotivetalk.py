@@ -163,6 +163,43 @@ def train_dicte_cmd(
     _report_trained("dicte", model, out, dry_run)
 
 
+@app.command("train-voice-emotion")
+def train_voice_emotion_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder; its train split is fitted, its val split scored (OUT/val.json)."),
+    vaid: Path = typer.Option(..., help="The trained V-AID folder (train-vaid's OUT/vaid): the read-out pools its expression stream."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: run/, voice/ (the trained read-out) and val.json."),
+    weights: Path | None = typer.Option(None, help="Weights folder whose audio and expression encoders are read (default: the embedded model)."),
+    steps: int = typer.Option(1500, min=1),
+    batch: int = typer.Option(64, min=2, help="Speech spans per step."),
+    min_frames: int = typer.Option(25, min=1, help="Shortest span (frames) drawn from a training clip."),
+    lr: float = typer.Option(1e-2, help="Peak learning rate (cosine decay to 0)."),
+    weight_decay: float = typer.Option(1e-2, min=0.0, help="AdamW weight decay (choose it on val.json)."),
+    seed: int = typer.Option(0),
+    save_every: int = typer.Option(500, min=1),
+    resume: bool = typer.Option(False, "--resume"),
+    dry_run: bool = typer.Option(False, "--dry-run"),
+    threads: int | None = typer.Option(None),
+    cache_dir: Path | None = typer.Option(None),
+) -> None:
+    """Train the voice's emotion read-out (EmotiveTalk's `--emotion speech`) on V-AID's expression stream."""
+    from ..models.vaid import AudioDecoupler
+    from ..training.voice_emotion import VoiceEmotionOptions, clip_streams, train_voice_emotion
+
+    _threads(threads)
+    _require_vaid(vaid)
+    opts = VoiceEmotionOptions(
+        dataset=str(dataset), vaid=str(vaid), out=str(out), weights=str(weights) if weights else None, steps=steps, batch=batch,
+        min_frames=min_frames, lr=lr, weight_decay=weight_decay, seed=seed, save_every=save_every, cache_dir=str(cache_dir) if cache_dir else None,
+    )  # fmt: skip
+    decoupler = AudioDecoupler.from_pretrained(vaid).float().eval()
+    train, val = (clip_streams(decoupler, split_features(dataset, weights, split, cache_dir)) for split in ("train", "val"))
+    typer.echo(f"{len(train.streams)} training clips, {len(val.streams)} val clips; {opts}")
+    reader = train_voice_emotion(opts, train, val, resume=resume, dry_run=dry_run)
+    if not dry_run:
+        typer.echo((out / "val.json").read_text().strip())
+    _report_trained("voice", reader, out, dry_run)
+
+
 @app.command("train-edi")
 def train_edi_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder; its train split is used."),
@@ -218,30 +255,41 @@ def export_emotivetalk_cmd(
     label_guidance: float = typer.Option(2.0, min=0.0, help="Di-CTE's guidance of a label or reference-video condition."),
     speech_guidance: float = typer.Option(1.0, min=0.0, help="Di-CTE's guidance of the speech (1: none)."),
     injection: bool = typer.Option(True, "--injection/--no-injection", help="EDI's token offsets (off: the trajectory's priors only)."),
+    injection_scale: float = typer.Option(1.0, min=0.0, help="Scale of EDI's token offsets."),
+    voice: Path | None = typer.Option(None, help="train-voice-emotion's OUT/voice: the voice's emotion read-out (needed by --speech-emotion read)."),
+    speech_emotion: str = typer.Option("generate", help="`--emotion speech`: read (the voice read-out names the emotion) or generate (Di-CTE's null condition)."),
+    speech_strength: float = typer.Option(1.0, min=0.0, max=3.0, help="Strength a read emotion is expanded and rendered at."),
+    anchor: bool = typer.Option(False, "--anchor/--no-anchor", help="A label's clip-level prior is DICE-Talk's prompt prior; the trajectory only moves it."),
+    motion_scale: float = typer.Option(1.0, min=0.0, help="With --anchor: how far the trajectory moves the prior from frame to frame."),
 ) -> None:
-    """Store trained V-AID, Di-CTE and EDI with a weights folder, for `generate --model emotivetalk`."""
+    """Store trained V-AID, Di-CTE, EDI (and the voice read-out) with a weights folder, for `generate --model emotivetalk`."""
     import torch
 
     from ..errors import InputError
     from ..models.dicte import TrajectoryDenoiser
     from ..models.edi import ExpressionInjector
     from ..models.vaid import AudioDecoupler
+    from ..models.voice_emotion import VoiceEmotionReader
     from ..pipeline.emotivetalk import check_parts, save_parts
     from ..pipeline.loading import DEFAULT_MODEL_DIR, load_pipeline
     from ..pipeline.pipeline_emotivetalk import EmotiveTalkSettings
 
     if dtype not in ("float32", "float16"):
         raise InputError(f"dtype must be float32 or float16, got {dtype!r}")
-    for name, folder in (("vaid", vaid), ("dicte", dicte), ("edi", edi)):
-        if not (folder / "config.json").is_file():
+    for name, folder in (("vaid", vaid), ("dicte", dicte), ("edi", edi), ("voice", voice)):
+        if folder is not None and not (folder / "config.json").is_file():
             raise InputError(f"--{name} {folder}: no trained module here")
+    if speech_emotion == "read" and voice is None:
+        raise InputError("--speech-emotion read needs --voice (train-voice-emotion's OUT/voice)")
     parts = {
         "vaid": AudioDecoupler.from_pretrained(vaid), "dicte": TrajectoryDenoiser.from_pretrained(dicte), "edi": ExpressionInjector.from_pretrained(edi),
+        "voice": VoiceEmotionReader.from_pretrained(voice) if voice is not None else None,
     }  # fmt: skip
     check_parts(load_pipeline(into), **parts)
     settings = EmotiveTalkSettings(
-        trajectory_steps=trajectory_steps, label_guidance=label_guidance, speech_guidance=speech_guidance, injection=injection
-    )
+        trajectory_steps=trajectory_steps, label_guidance=label_guidance, speech_guidance=speech_guidance, injection=injection,
+        injection_scale=injection_scale, speech_emotion=speech_emotion, speech_strength=speech_strength, anchor=anchor, motion_scale=motion_scale,
+    ).validated()  # fmt: skip
     target = save_parts(into or DEFAULT_MODEL_DIR, **parts, settings=settings, dtype=getattr(torch, dtype))
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     typer.echo(f"wrote {target} ({size / 1e6:.2f} MB)")
@@ -257,6 +305,7 @@ def render_emotive_cmd(
     weights: Path | None = typer.Option(None, help="Weights folder (default: the embedded model)."),
     split: str = typer.Option("test", help="val or test identities."),
     injection: bool | None = typer.Option(None, "--injection/--no-injection", help="EmotiveTalk: EDI's token offsets on or off (default: the model's)."),
+    settings: str | None = typer.Option(None, help="EmotiveTalk: its settings overridden, 'name=value,...' (e.g. 'anchor=true,speech_emotion=read')."),
     max_frames: int = typer.Option(125, min=2, help="Frames of each clip's speech to render (125: 5 s at 25 fps)."),
     identities: int | None = typer.Option(None, min=1, help="Only the split's first N identities (by name; default: all)."),
     seed: int = typer.Option(0),
@@ -269,7 +318,7 @@ def render_emotive_cmd(
     _threads(threads)
     opts = EmotiveRenderOptions(
         dataset=str(dataset), out=str(out), system=system, request=request, portrait=portrait, weights=str(weights) if weights else None,
-        split=check_split(split), seed=seed, injection=injection, max_frames=max_frames, identities=identities,
+        split=check_split(split), seed=seed, injection=injection, settings=settings, max_frames=max_frames, identities=identities,
     )  # fmt: skip
     typer.echo(f"wrote {len(render_emotive_set(opts))} videos to {out}")
 

@@ -80,5 +80,6 @@ def generate_command(
         performance=performance,
     )
     first = (lambda seconds: typer.echo(f"first frames written after {seconds:.1f} s", err=True)) if stream else None
-    path = generate_video(opts, on_first_frames=first)
+    heard = lambda emotion, p: typer.echo(f"the voice reads as {emotion} (probability {p:.2f})", err=True)  # noqa: E731
+    path = generate_video(opts, on_first_frames=first, on_voice_emotion=heard)
     typer.echo(f"wrote {path}")

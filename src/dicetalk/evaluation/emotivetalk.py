@@ -21,6 +21,8 @@ the first and last seconds of a long video.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,7 @@ class EmotiveRenderOptions:
     seed: int = 0
     max_frames: int = 125
     injection: bool | None = None  # emotivetalk: override its settings' EDI offsets
+    settings: str | None = None  # emotivetalk: overrides of its settings, "name=value,..." (EmotiveTalkSettings.overridden)
     identities: int | None = None  # only the split's first N identities (sorted by name); None: all
 
 
@@ -98,8 +101,11 @@ def render_emotive_set(opts: EmotiveRenderOptions, pipe=None, progress: bool = T
     if pipe is None:
         pipe = load_emotivetalk_pipeline(opts.weights) if opts.system == "emotivetalk" else load_pipeline(opts.weights)
     pipe.set_progress_bar_config(disable=True)
-    if opts.system == "emotivetalk" and opts.injection is not None:
-        pipe.register_to_config(emotivetalk={**pipe.config.emotivetalk, "injection": opts.injection})
+    if opts.system == "emotivetalk" and (opts.injection is not None or opts.settings):
+        settings = pipe.settings.overridden(opts.settings)
+        if opts.injection is not None:
+            settings = dataclasses.replace(settings, injection=opts.injection)
+        pipe.register_to_config(emotivetalk=dataclasses.asdict(settings))
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     clips, records = evaluation_clips(opts.dataset, opts.split)

@@ -113,14 +113,27 @@ class AudioDecoupler(ModelMixin, ConfigMixin):
             windows = windows.flatten(-3)
         if windows.ndim != 3 or windows.shape[-1] != self.input_dim:
             raise ValueError(f"expected (B, F, {self.input_dim}) audio windows, got {tuple(windows.shape)}")
+        return self.streams(*self.frame_features(windows), mask)
+
+    def frame_features(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-frame first layers of both streams, (B, F, hidden_dim) and (B, F, expression_hidden).
+
+        Frame by frame, so a long speech can be encoded in chunks of frames (its Whisper windows are
+        the largest tensor of the path) and :meth:`streams` run once on the result."""
+        if windows.shape[-1] != self.input_dim:
+            windows = windows.flatten(-3)
         windows = windows.to(self.dtype)
-        keep = torch.ones(windows.shape[:2], dtype=windows.dtype, device=windows.device) if mask is None else mask.to(windows.dtype)
+        return self.lip_in(windows), self.stream_dropout(self.expression_in(windows))
+
+    def streams(self, lip: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> DecoupledAudio:
+        """The temporal layers of both streams on :meth:`frame_features`' output."""
+        keep = torch.ones(lip.shape[:2], dtype=lip.dtype, device=lip.device) if mask is None else mask.to(lip.dtype)
         keep = keep[..., None]
-        lip = self.lip_in(windows) * keep
+        lip = lip * keep
         lip = self.lip_temporal(lip.transpose(1, 2)).transpose(1, 2) * keep
         rate = self.config.rate_frames
         lip = (lip - masked_moving_average(lip, keep, rate)) * keep
-        x = self.stream_dropout(self.expression_in(windows)) * keep
+        x = x * keep
         for block in self.expression_blocks:
             x = self.stream_dropout(block(x, keep)) * keep
         expression = masked_moving_average(self.expression_out(x) * keep, keep, rate) * keep

@@ -25,6 +25,7 @@ from ..errors import InputError, WeightsError
 PARTS_DIR = "emotivetalk"
 SETTINGS_FILE = "emotivetalk.json"
 PART_CLASSES = {"vaid": ("dicetalk.models.vaid", "AudioDecoupler"), "dicte": ("dicetalk.models.dicte", "TrajectoryDenoiser"), "edi": ("dicetalk.models.edi", "ExpressionInjector")}
+OPTIONAL_PARTS = {"voice": ("dicetalk.models.voice_emotion", "VoiceEmotionReader")}  # the voice's emotion read-out (`speech` read)
 
 
 def parts_folder(weights: str | os.PathLike | None) -> Path:
@@ -39,7 +40,7 @@ def has_emotivetalk(weights: str | os.PathLike | None) -> bool:
 
 
 def load_parts(weights: str | os.PathLike | None, dtype: torch.dtype = torch.float32) -> tuple[dict, dict]:
-    """(``{"vaid", "dicte", "edi"}`` modules in eval mode, settings dict) of a weights folder."""
+    """(``{"vaid", "dicte", "edi"[, "voice"]}`` modules in eval mode, settings dict) of a weights folder."""
     import importlib
 
     folder = parts_folder(weights)
@@ -47,7 +48,8 @@ def load_parts(weights: str | os.PathLike | None, dtype: torch.dtype = torch.flo
         where = "the embedded default model" if weights is None else str(weights)
         raise WeightsError(f"{where} has no EmotiveTalk parts ({folder} needs vaid/, dicte/ and edi/: `dicetalk export-emotivetalk`)")
     parts = {}
-    for name, (module, cls) in PART_CLASSES.items():
+    present = {**PART_CLASSES, **{k: v for k, v in OPTIONAL_PARTS.items() if (folder / k / "config.json").is_file()}}
+    for name, (module, cls) in present.items():
         try:
             parts[name] = getattr(importlib.import_module(module), cls).from_pretrained(folder / name, torch_dtype=dtype).eval().requires_grad_(False)
         except (OSError, ValueError, RuntimeError) as exc:
@@ -74,7 +76,7 @@ def load_emotivetalk_pipeline(weights: str | os.PathLike | None = None, device: 
     return EmotiveTalkPipeline.from_dicetalk(pipe, **parts, settings=settings).to(device)
 
 
-def save_parts(folder: str | os.PathLike, vaid, dicte, edi, settings=None, dtype: torch.dtype = torch.float16) -> Path:
+def save_parts(folder: str | os.PathLike, vaid, dicte, edi, voice=None, settings=None, dtype: torch.dtype = torch.float16) -> Path:
     """Write ``FOLDER/emotivetalk/`` atomically (float16 by default: the embedded model's budget)."""
     import copy
 
@@ -84,8 +86,9 @@ def save_parts(folder: str | os.PathLike, vaid, dicte, edi, settings=None, dtype
     target = Path(folder) / PARTS_DIR
     settings = settings if isinstance(settings, EmotiveTalkSettings) else EmotiveTalkSettings.from_dict(settings)
     with atomic_dir(target) as tmp:
-        for name, module in (("vaid", vaid), ("dicte", dicte), ("edi", edi)):
-            copy.deepcopy(module).to(dtype).save_pretrained(tmp / name, safe_serialization=True)
+        for name, module in (("vaid", vaid), ("dicte", dicte), ("edi", edi), ("voice", voice)):
+            if module is not None:
+                copy.deepcopy(module).to(dtype).save_pretrained(tmp / name, safe_serialization=True)
         (tmp / SETTINGS_FILE).write_text(json.dumps(dataclasses.asdict(settings), indent=2) + "\n")
     return target
 
@@ -95,10 +98,12 @@ def generate_emotivetalk(
     progress: Callable[[float, str], None] | None = None,
     pipeline=None,
     cancel: threading.Event | None = None,
+    on_voice_emotion: Callable[[str, float], None] | None = None,
 ) -> Path:
     """``generate_video`` for ``opts.model == "emotivetalk"``: the same checks, stages and atomic output.
 
     ``opts.emotion``: ``speech`` (the voice decides), ``LABEL[:STRENGTH]`` or a reference video.
+    ``on_voice_emotion(emotion, probability)``: what the voice was read as (``speech`` with a read-out).
     """
     from ..utils.media import VideoWriter
     from .generate import check_options, face_layout_of, load_speech, portrait_for, resize_short_side, resolve_device, stage_reporter
@@ -129,10 +134,12 @@ def generate_emotivetalk(
         def sink(frames: np.ndarray) -> None:
             writer.write(frames if opts.size is None else resize_short_side(frames, opts.size))
 
-        pipeline(
+        out = pipeline(
             portrait.image, audio, request, recipe=recipe, face_mask=portrait.mask, windows_per_batch=opts.windows_per_batch,
             generator=generator, frame_sink=sink, progress=report,
         )  # fmt: skip
+        if on_voice_emotion is not None and out.voice_emotion is not None:
+            on_voice_emotion(out.voice_emotion, out.voice_probabilities[out.voice_emotion])
         report("write")
         writer.finish()
     if progress is not None:
@@ -141,10 +148,11 @@ def generate_emotivetalk(
 
 
 def random_parts(pipe, seed: int = 0) -> dict:
-    """Freshly initialised V-AID, Di-CTE and EDI sized for ``pipe``'s components (tests, dry runs)."""
+    """Freshly initialised V-AID, Di-CTE, EDI and voice read-out sized for ``pipe``'s components (tests, dry runs)."""
     from ..models.dicte import TrajectoryDenoiser
     from ..models.edi import ExpressionInjector
     from ..models.vaid import AudioDecoupler
+    from ..models.voice_emotion import VoiceEmotionReader
 
     torch.manual_seed(seed)
     audio = pipe.audio_encoder.config
@@ -154,11 +162,12 @@ def random_parts(pipe, seed: int = 0) -> dict:
                           expression_hidden=16, expression_dim=8, dilations=(1, 2, 4), expression_targets=expression)  # fmt: skip
     dicte = TrajectoryDenoiser(trajectory_dim=expression, speech_dim=8, channels=32, embed_dim=32, dilations=(1, 2, 4))
     edi = ExpressionInjector(expression_dim=expression, prior_dim=bank.prior_dim, num_tokens=bank.num_tokens, token_dim=bank.token_dim, hidden_dim=32)
-    return {"vaid": vaid.eval(), "dicte": dicte.eval(), "edi": edi.eval()}
+    voice = VoiceEmotionReader(stream_dim=8)
+    return {"vaid": vaid.eval(), "dicte": dicte.eval(), "edi": edi.eval(), "voice": voice.eval()}
 
 
-def check_parts(pipe, vaid, dicte, edi) -> None:
-    """:class:`WeightsError` unless the three parts fit each other and ``pipe``'s components."""
+def check_parts(pipe, vaid, dicte, edi, voice=None) -> None:
+    """:class:`WeightsError` unless the parts fit each other and ``pipe``'s components."""
     audio, bank = pipe.audio_encoder.config, pipe.emotion_bank.config
     problems = []
     if (vaid.config.blocks, vaid.config.channels) != (audio.encoder_layers + 1, audio.d_model):
@@ -169,5 +178,7 @@ def check_parts(pipe, vaid, dicte, edi) -> None:
         problems.append("EDI's priors or tokens do not match the emotion bank")
     if edi.config.expression_dim != dicte.config.trajectory_dim:
         problems.append("EDI and Di-CTE disagree on the expression's size")
+    if voice is not None and voice.config.stream_dim != vaid.config.expression_dim:
+        problems.append(f"the voice read-out pools a {voice.config.stream_dim}-d stream, V-AID gives {vaid.config.expression_dim}")
     if problems:
         raise WeightsError("EmotiveTalk's parts do not fit this model: " + "; ".join(problems))

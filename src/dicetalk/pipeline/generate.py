@@ -184,6 +184,7 @@ def generate_video(
     pipeline=None,
     cancel: threading.Event | None = None,
     on_first_frames: Callable[[float], None] | None = None,
+    on_voice_emotion: Callable[[str, float], None] | None = None,
 ) -> Path:
     """Render ``opts.output``; returns its path. Raises :class:`~dicetalk.errors.DiceTalkError` on bad input.
 
@@ -193,6 +194,7 @@ def generate_video(
     window or chunk with :class:`~dicetalk.errors.Cancelled`, leaving no output file.
     ``on_first_frames(seconds)``: called once, when the first frames are written, with the seconds
     since the pipeline was called (with ``opts.stream``, after the first segment).
+    ``on_voice_emotion(emotion, probability)``: EmotiveTalk's ``speech`` only, the emotion the voice was read as.
     """
 
     report = stage_reporter(opts, progress, cancel)
@@ -201,7 +203,7 @@ def generate_video(
             raise InputError(f"unknown model {opts.model!r}; expected one of {', '.join(MODELS)}")
         from .emotivetalk import generate_emotivetalk
 
-        return generate_emotivetalk(opts, progress, pipeline, cancel)
+        return generate_emotivetalk(opts, progress, pipeline, cancel, on_voice_emotion)
     report("prepare")
     from .loading import load_pipeline
 

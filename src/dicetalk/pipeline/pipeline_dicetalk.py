@@ -535,6 +535,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         else:
             early = decoder if self.performance.overlap_decode and callback_on_step_end is None else None
             latents = self._sample(*args, callback_on_step_end, callback_on_step_end_tensor_inputs, early)
+        cond.audio_tokens = cond.emotion_tokens = None  # sampled: the decoder needs only the portrait, not the per-frame tokens
         if decoder is not None:
             decoder.close(latents)
         frames = latents[:n] if output_type == "latent" else output.result()

@@ -37,10 +37,11 @@ from ..models.audio_encoder import frame_windows
 from ..models.dicte import sample_trajectory
 from ..utils.pixels import resize, to_pixels
 from .emotion_condition import VIDEO_SUFFIXES
-from .pipeline_dicetalk import DiceTalkPipeline, DiceTalkPipelineOutput, _rgb
+from .pipeline_dicetalk import TOKEN_CHUNK, DiceTalkPipeline, DiceTalkPipelineOutput, _rgb
 from .recipe import SamplingRecipe
 
 SPEECH = "speech"
+SPEECH_EMOTION_MODES = ("read", "generate")
 
 
 @dataclass(frozen=True)
@@ -95,22 +96,51 @@ class EmotiveTalkSettings:
     speech_guidance: float = 1.0  # classifier-free guidance of the speech (how strongly the voice moves the face)
     injection: bool = True  # EDI's token offsets (False: the trajectory's priors only)
     injection_scale: float = 1.0
+    speech_emotion: str = "generate"  # `speech`: "read" (the voice read-out names the emotion, Di-CTE expands it) or "generate" (Di-CTE's null condition)
+    speech_strength: float = 1.0  # the strength a read emotion is expanded and rendered at
+    anchor: bool = False  # a label's (or read emotion's) clip-level prior is DICE-Talk's prompt prior; the trajectory only moves it
+    motion_scale: float = 1.0  # with `anchor`: how far the trajectory moves the prior from frame to frame
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "EmotiveTalkSettings":
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in (values or {}).items() if k in known})
+        return cls(**{k: v for k, v in (values or {}).items() if k in known}).validated()
+
+    def overridden(self, text: str | None) -> "EmotiveTalkSettings":
+        """These settings with ``"name=value[,name=value...]"`` applied (``anchor=true,motion_scale=0.5``)."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        values = dataclasses.asdict(self)
+        for item in filter(None, (t.strip() for t in (text or "").split(","))):
+            name, _, raw = item.partition("=")
+            name = name.strip()
+            if name not in fields or not raw:
+                raise InputError(f"EmotiveTalk setting {item!r}: use name=value with a name from {', '.join(fields)}")
+            kind = type(values[name])
+            try:
+                values[name] = raw.strip().lower() in ("1", "true", "yes", "on") if kind is bool else kind(raw.strip())
+            except ValueError:
+                raise InputError(f"EmotiveTalk setting {item!r}: {raw!r} is not a {kind.__name__}") from None
+        return EmotiveTalkSettings(**values).validated()
+
+    def validated(self) -> "EmotiveTalkSettings":
+        if self.speech_emotion not in SPEECH_EMOTION_MODES:
+            raise InputError(f"speech_emotion must be one of {', '.join(SPEECH_EMOTION_MODES)}, got {self.speech_emotion!r}")
+        if not 0.0 <= self.speech_strength <= 3.0 or self.motion_scale < 0.0:
+            raise InputError("speech_strength must be in 0..3 and motion_scale at least 0")
+        return self
 
 
 @dataclass
 class EmotiveTalkOutput(DiceTalkPipelineOutput):
     trajectory: torch.Tensor | None = None  # (F, 12) the expression trajectory Di-CTE drew
+    voice_emotion: str | None = None  # `speech` read by the voice read-out: the emotion it named ...
+    voice_probabilities: dict[str, float] | None = None  # ... and every emotion's probability
     lip_motion: torch.Tensor | None = None  # (F, 2) V-AID's lip read-out (jaw, rounding)
     portrait_expression: torch.Tensor | None = None  # (12,) the portrait's expression, as the encoder reads it
 
 
 class EmotiveTalkPipeline(DiceTalkPipeline):
-    _optional_components = DiceTalkPipeline._optional_components + ["vaid", "dicte", "edi"]
+    _optional_components = DiceTalkPipeline._optional_components + ["vaid", "dicte", "edi", "voice"]
 
     def __init__(
         self,
@@ -132,6 +162,7 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
         vaid=None,
         dicte=None,
         edi=None,
+        voice=None,
         recipe: dict | None = None,
         face_layout: dict | None = None,
         emotivetalk: dict | None = None,
@@ -141,16 +172,21 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
             emotion_embedder=emotion_embedder, expression_encoder=expression_encoder, discriminator=discriminator, refiner=refiner,
             frame_interpolator=frame_interpolator, recipe=recipe, face_layout=face_layout,
         )  # fmt: skip
-        self.register_modules(vaid=vaid, dicte=dicte, edi=edi)
+        self.register_modules(vaid=vaid, dicte=dicte, edi=edi, voice=voice)
         self.register_to_config(emotivetalk=dataclasses.asdict(EmotiveTalkSettings.from_dict(emotivetalk)))
         self._call_state: dict | None = None
 
     @classmethod
-    def from_dicetalk(cls, pipe: DiceTalkPipeline, vaid, dicte, edi, settings: EmotiveTalkSettings | dict | None = None) -> "EmotiveTalkPipeline":
-        """DICE-Talk's components (shared, not copied) with EmotiveTalk's three parts."""
+    def from_dicetalk(
+        cls, pipe: DiceTalkPipeline, vaid, dicte, edi, voice=None, settings: EmotiveTalkSettings | dict | None = None
+    ) -> "EmotiveTalkPipeline":
+        """DICE-Talk's components (shared, not copied) with EmotiveTalk's parts (``voice``: the optional voice read-out)."""
         settings = dataclasses.asdict(settings) if isinstance(settings, EmotiveTalkSettings) else settings
-        components = {k: v for k, v in pipe.components.items() if k not in ("vaid", "dicte", "edi")}
-        out = cls(**components, vaid=vaid, dicte=dicte, edi=edi, emotivetalk=settings, recipe=pipe.config.recipe, face_layout=pipe.config.face_layout)
+        components = {k: v for k, v in pipe.components.items() if k not in ("vaid", "dicte", "edi", "voice")}
+        out = cls(
+            **components, vaid=vaid, dicte=dicte, edi=edi, voice=voice, emotivetalk=settings, recipe=pipe.config.recipe,
+            face_layout=pipe.config.face_layout,
+        )  # fmt: skip
         out.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
         return out
 
@@ -166,9 +202,14 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
 
     @torch.no_grad()
     def decouple(self, hidden: torch.Tensor, num_frames: int, fps: float):
-        """V-AID's two streams of the whole speech, (1, F, ...) each."""
-        windows = frame_windows(hidden, num_frames, fps)
-        return self.vaid(windows[None].to(self.vaid.device, self.vaid.dtype))
+        """V-AID's two streams of the whole speech, (1, F, ...) each (per-frame layers in chunks of frames:
+        the Whisper windows of a long speech are never all in memory at once)."""
+        vaid = self.vaid
+        chunks = [
+            vaid.frame_features(frame_windows(hidden, num_frames, fps, frames=slice(s, s + TOKEN_CHUNK))[None].to(vaid.device, vaid.dtype))
+            for s in range(0, num_frames, TOKEN_CHUNK)
+        ]
+        return vaid.streams(torch.cat([c[0] for c in chunks], 1), torch.cat([c[1] for c in chunks], 1))
 
     @torch.no_grad()
     def read_expression(self, frames: np.ndarray) -> torch.Tensor:
@@ -198,6 +239,31 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
             return dicte.reference_condition(self.reference_trajectory(request.video)[None].to(self.device))
         return dicte.null_condition(1)
 
+    def resolve_speech(self, request: EmotionRequest, speech_stream: torch.Tensor) -> tuple[EmotionRequest, dict[str, float] | None]:
+        """``speech`` read by the voice read-out (settings ``speech_emotion="read"``): the label it names at
+        ``speech_strength``, and every emotion's probability. Other requests, or no read-out: unchanged."""
+        settings = self.settings
+        if request.kind != SPEECH or settings.speech_emotion != "read":
+            return request, None
+        if self.voice is None:
+            raise InputError("this model's EmotiveTalk settings read the voice's emotion, but it has no voice read-out (emotivetalk/voice/)")
+        label, probs = self.voice.read(speech_stream.to(self.voice.device))
+        return EmotionRequest("label", label=label, strength=settings.speech_strength), dict(zip(self.voice.emotions, probs.tolist()))
+
+    def frame_priors(self, request: EmotionRequest, trajectory: torch.Tensor) -> torch.Tensor:
+        """One emotion prior per frame (F, prior_dim) for the trajectory (F, 12).
+
+        EDI's prior head follows the trajectory frame by frame. With ``anchor`` (a label), the clip's
+        level is the label's prompt prior at its strength — what DICE-Talk's bank was trained to
+        render — and the trajectory only moves it: its priors minus their mean over the clip,
+        times ``motion_scale``."""
+        priors = self.edi.emotion_prior(trajectory[None].to(self.device))[0].float()
+        settings = self.settings
+        if not settings.anchor or request.kind != "label":
+            return priors
+        level = self.priors.prior(request.label, request.strength).to(priors)
+        return level + settings.motion_scale * (priors - priors.mean(0, keepdim=True))
+
     @torch.no_grad()
     def expression_trajectory(self, request: EmotionRequest, speech_stream: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Di-CTE's trajectory (F, 12) for V-AID's expression stream (1, F, d)."""
@@ -220,10 +286,10 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
         cond = super().prepare_conditions(image, audio, priors, recipe, face_mask, size, padding, generator)
         state = self._call_state
         if state is not None and state.get("offsets") is not None:
-            offsets = state["offsets"].to(cond.emotion_tokens.device, cond.emotion_tokens.dtype)
-            tokens = cond.emotion_tokens.clone()
-            tokens[: offsets.shape[0]] += offsets  # the conditioned branch only: guidance's null tokens stay as trained
-            cond.emotion_tokens = tokens
+            offsets = state.pop("offsets")  # freed once added: one per-frame token tensor alive, not two
+            # In place: these tokens were made for this call. The video's frames only: the padding's
+            # null tokens stay as trained.
+            cond.emotion_tokens[: offsets.shape[0]] += offsets.to(cond.emotion_tokens.device, cond.emotion_tokens.dtype)
         return cond
 
     # ------------------------------------------------------------------ call
@@ -254,21 +320,22 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
         hidden = super().audio_hidden(audio, n, recipe)
         streams = self.decouple(hidden, n, recipe.generated_fps)
         trajectory_seed = int(torch.randint(0, 2**62, (1,), generator=generator).item()) if generator is not None else 0
+        request, voice = self.resolve_speech(request, streams.expression)
         trajectory = self.expression_trajectory(request, streams.expression, torch.Generator().manual_seed(trajectory_seed))
         portrait = self.read_expression(_rgb(image)[None])
-        priors, offsets = self.edi(trajectory[None].to(self.device), portrait)
+        priors = self.frame_priors(request, trajectory)
         settings = self.settings
-        offsets = offsets[0] * settings.injection_scale if settings.injection else None
+        offsets = self.edi.token_offsets(trajectory[None].to(self.device), portrait)[0] * settings.injection_scale if settings.injection else None
         self._call_state = {"hidden": hidden, "offsets": offsets}
         try:
-            out = super().__call__(image, audio, priors[0].float(), recipe=recipe, generator=generator, progress=progress, **kwargs)
+            out = super().__call__(image, audio, priors, recipe=recipe, generator=generator, progress=progress, **kwargs)
         finally:
             self._call_state = None
         frames = out[0] if isinstance(out, tuple) else out.frames
         lip = self.vaid.lip_motion(streams.lip_readout)[0].float().cpu()
         result = EmotiveTalkOutput(
             frames=frames, fps=recipe.fps, num_frames=recipe.output_frames(n), trajectory=trajectory.float().cpu(), lip_motion=lip,
-            portrait_expression=portrait[0].cpu(),
+            portrait_expression=portrait[0].cpu(), voice_emotion=request.label if voice else None, voice_probabilities=voice,
         )  # fmt: skip
         return (frames,) if kwargs.get("return_dict") is False else result
 

@@ -357,7 +357,8 @@ class DiceTalkUI:
 
         succeeded = False
         try:
-            generate_video(opts, progress=report, pipeline=pipe, cancel=job.cancel)
+            heard = lambda emotion, p: gr.Info(f"The voice reads as {emotion} (probability {p:.2f}).")  # noqa: E731
+            generate_video(opts, progress=report, pipeline=pipe, cancel=job.cancel, on_voice_emotion=heard)
             succeeded = True
         except Cancelled:
             log.info("job stopped (the server is shutting down)")
