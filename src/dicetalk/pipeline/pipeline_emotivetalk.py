@@ -5,14 +5,17 @@ and its attention processors, emotion bank, recipe and schedulers — nothing co
 
 1. the speech's Whisper hidden states (once), per-frame windows -> **V-AID**
    (:class:`~dicetalk.models.vaid.AudioDecoupler`): a lip stream and an expression stream;
-2. **Di-CTE** (:class:`~dicetalk.models.dicte.TrajectoryDenoiser`) samples the expression trajectory
+2. ``speech``: the voice read-out (:class:`~dicetalk.models.voice_emotion.VoiceEmotionReader`,
+   settings ``speech_emotion="read"``) names the voice's emotion, which is then expanded as a label;
+3. **Di-CTE** (:class:`~dicetalk.models.dicte.TrajectoryDenoiser`) samples the expression trajectory
    of every frame from the expression stream under the emotion condition — a label with a
-   strength, a reference video's expression, or none (``speech``: the voice decides); classifier-free
-   guided, one trajectory per seed;
-3. **EDI** (:class:`~dicetalk.models.edi.ExpressionInjector`): the trajectory becomes each frame's
-   emotion prior (for DICE-Talk's bank) plus token offsets that decouple the portrait's own
-   expression (read by the expression encoder) from the target;
-4. DICE-Talk's sampling, unchanged (:class:`~.pipeline_dicetalk.DiceTalkPipeline`): the recipe's
+   strength, a reference video's expression, or none (``speech_emotion="generate"``: Di-CTE's
+   voice-only condition); classifier-free guided, one trajectory per seed;
+4. **EDI** (:class:`~dicetalk.models.edi.ExpressionInjector`): the trajectory becomes each frame's
+   emotion prior (for DICE-Talk's bank; with ``anchor``, the label's prompt prior moved by the
+   trajectory) plus token offsets that decouple the portrait's own expression (read by the
+   expression encoder) from the target;
+5. DICE-Talk's sampling, unchanged (:class:`~.pipeline_dicetalk.DiceTalkPipeline`): the recipe's
    windows and guidance, :func:`~dicetalk.models.denoiser.denoise`, decoding, refiner — with
    those per-frame priors and the offsets added to the emotion tokens of the conditioned branch.
 
