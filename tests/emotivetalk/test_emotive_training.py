@@ -112,3 +112,20 @@ def test_render_emotive_renders_one_clip_per_emotion_from_another_emotion_and_re
     stamps = [v.stat().st_mtime_ns for v in videos]
     assert main(args) == 0  # finished videos are kept
     assert [v.stat().st_mtime_ns for v in videos] == stamps
+
+
+def test_evaluation_sets_take_the_first_clips_of_each_person_and_emotion_at_level_three():
+    from types import SimpleNamespace
+
+    from dicetalk.evaluation.emotivetalk import choose_clips
+
+    records = [
+        SimpleNamespace(identity=who, emotion=emotion, level=level, rel=f"{who}/{emotion}/{level}/{k}")
+        for who in ("a", "b") for emotion, levels in (("happy", (1, 2, 3)), ("neutral", (1,))) for level in levels for k in range(3)
+    ]  # fmt: skip
+    one = choose_clips(records)
+    assert [r.rel for r in one] == ["a/happy/3/0", "a/neutral/1/0", "b/happy/3/0", "b/neutral/1/0"]
+    two = choose_clips(records, per_group=2)
+    assert len(two) == 8 and all(r.level == 3 or r.emotion == "neutral" for r in two)
+    assert [r.rel for r in two][:2] == ["a/happy/3/0", "a/happy/3/1"]
+    assert len(choose_clips(records, per_group=5)) == 12  # as many as there are

@@ -308,6 +308,7 @@ def render_emotive_cmd(
     settings: str | None = typer.Option(None, help="EmotiveTalk: its settings overridden, 'name=value,...' (e.g. 'anchor=true,speech_emotion=read')."),
     max_frames: int = typer.Option(125, min=2, help="Frames of each clip's speech to render (125: 5 s at 25 fps)."),
     identities: int | None = typer.Option(None, min=1, help="Only the split's first N identities (by name; default: all)."),
+    per_group: int = typer.Option(1, min=1, help="Clips per identity x emotion (level 3; neutral level 1), in path order."),
     seed: int = typer.Option(0),
     threads: int | None = typer.Option(None),
 ) -> None:
@@ -318,7 +319,7 @@ def render_emotive_cmd(
     _threads(threads)
     opts = EmotiveRenderOptions(
         dataset=str(dataset), out=str(out), system=system, request=request, portrait=portrait, weights=str(weights) if weights else None,
-        split=check_split(split), seed=seed, injection=injection, settings=settings, max_frames=max_frames, identities=identities,
+        split=check_split(split), seed=seed, injection=injection, settings=settings, max_frames=max_frames, identities=identities, per_group=per_group,
     )  # fmt: skip
     typer.echo(f"wrote {len(render_emotive_set(opts))} videos to {out}")
 

@@ -51,6 +51,7 @@ class EmotiveRenderOptions:
     injection: bool | None = None  # emotivetalk: override its settings' EDI offsets
     settings: str | None = None  # emotivetalk: overrides of its settings, "name=value,..." (EmotiveTalkSettings.overridden)
     identities: int | None = None  # only the split's first N identities (sorted by name); None: all
+    per_group: int = 1  # clips per identity x emotion (level 3; neutral level 1)
 
 
 def other_emotion(target: str) -> str:
@@ -64,18 +65,23 @@ def other_emotion(target: str) -> str:
     raise ValueError(target)
 
 
-def evaluation_clips(dataset: str, split: str):
-    """(clips to render: one per identity x emotion at level 3 / neutral level 1, every clip of the split)."""
+def choose_clips(records, per_group: int = 1) -> list:
+    """The first ``per_group`` clips of every identity x emotion at level 3 (neutral: level 1), in order."""
+    chosen, taken = [], {}
+    for r in records:
+        key = (r.identity, r.emotion)
+        if (r.level == 3 or r.emotion == "neutral") and taken.get(key, 0) < per_group:
+            taken[key] = taken.get(key, 0) + 1
+            chosen.append(r)
+    return chosen
+
+
+def evaluation_clips(dataset: str, split: str, per_group: int = 1):
+    """(clips to render: ``per_group`` per identity x emotion at level 3 / neutral level 1, every clip of the split)."""
     from ..data.index import scan
 
     records = [r for r in scan(dataset, splits=(split,), datasets=("mead",)) if r.labelled]
-    chosen, seen = [], set()
-    for r in records:
-        key = (r.identity, r.emotion)
-        if (r.level == 3 or r.emotion == "neutral") and key not in seen:
-            seen.add(key)
-            chosen.append(r)
-    return chosen, records
+    return choose_clips(records, per_group), records
 
 
 def portrait_record(record, records, kind: str):
@@ -108,7 +114,7 @@ def render_emotive_set(opts: EmotiveRenderOptions, pipe=None, progress: bool = T
         pipe.register_to_config(emotivetalk=dataclasses.asdict(settings))
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    clips, records = evaluation_clips(opts.dataset, opts.split)
+    clips, records = evaluation_clips(opts.dataset, opts.split, opts.per_group)
     if opts.identities is not None:
         keep = sorted({r.identity for r in clips})[: opts.identities]
         clips = [r for r in clips if r.identity in keep]
