@@ -48,13 +48,12 @@ def prosody(audio: np.ndarray, frame: float = 0.04, hop: float = 0.01) -> np.nda
     ], np.float32)  # fmt: skip
 
 
-def split_features(dataset: Path, split: str, seconds: float, cache_dir: Path | None) -> dict[str, np.ndarray]:
-    from dicetalk.cli.emotivetalk import split_features as features_of
-    from dicetalk.pipeline.emotivetalk import load_parts
+def clip_features(vaid, dataset: Path, split: str, seconds: float, cache_dir: Path | None) -> dict[str, np.ndarray]:
+    """Every labelled clip's three feature vectors of its first ``seconds``, its label and level."""
+    from dicetalk.cli.emotivetalk import split_features
     from dicetalk.utils.media import read_video
 
-    vaid = load_parts(None)[0]["vaid"].float()
-    features = features_of(dataset, None, split, cache_dir, progress=False)
+    features = split_features(dataset, None, split, cache_dir, progress=False)
     frames = int(round(seconds * features.cache.fps))
     stats = lambda x: torch.cat([x.mean(0), x.std(0)]).numpy()  # noqa: E731
     rows = {"expression stream": [], "Whisper window": [], "prosody": [], "label": [], "level": []}
@@ -75,6 +74,7 @@ def split_features(dataset: Path, split: str, seconds: float, cache_dir: Path | 
 def main() -> None:
     from dicetalk import EMOTIONS
     from dicetalk.evaluation.probes import logistic_probe
+    from dicetalk.pipeline.emotivetalk import load_parts
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", type=Path)
@@ -82,7 +82,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args()
-    data = {split: split_features(args.dataset, split, args.seconds, args.cache_dir) for split in ("train", "val")}
+    vaid = load_parts(None)[0]["vaid"].float()
+    data = {split: clip_features(vaid, args.dataset, split, args.seconds, args.cache_dir) for split in ("train", "val")}
     val = data["val"]
     judged = (val["level"] == 3) | (val["label"] == EMOTIONS.index("neutral"))
     kinds = {

@@ -41,7 +41,7 @@ from ..models.dicte import sample_trajectory
 from ..utils.pixels import resize, to_pixels
 from .emotion_condition import VIDEO_SUFFIXES
 from .pipeline_dicetalk import TOKEN_CHUNK, DiceTalkPipeline, DiceTalkPipelineOutput, _rgb
-from .recipe import SamplingRecipe
+from .recipe import SamplingRecipe, parse_field_value
 
 SPEECH = "speech"
 SPEECH_EMOTION_MODES = ("read", "generate")
@@ -111,18 +111,13 @@ class EmotiveTalkSettings:
 
     def overridden(self, text: str | None) -> "EmotiveTalkSettings":
         """These settings with ``"name=value[,name=value...]"`` applied (``anchor=true,motion_scale=0.5``)."""
-        fields = {f.name: f for f in dataclasses.fields(self)}
+        kinds = {f.name: str(f.type) for f in dataclasses.fields(self)}
         values = dataclasses.asdict(self)
         for item in filter(None, (t.strip() for t in (text or "").split(","))):
-            name, _, raw = item.partition("=")
-            name = name.strip()
-            if name not in fields or not raw:
-                raise InputError(f"EmotiveTalk setting {item!r}: use name=value with a name from {', '.join(fields)}")
-            kind = type(values[name])
-            try:
-                values[name] = raw.strip().lower() in ("1", "true", "yes", "on") if kind is bool else kind(raw.strip())
-            except ValueError:
-                raise InputError(f"EmotiveTalk setting {item!r}: {raw!r} is not a {kind.__name__}") from None
+            name, _, raw = (t.strip() for t in item.partition("="))
+            if name not in kinds or not raw:
+                raise InputError(f"EmotiveTalk setting {item!r}: use name=value with a name from {', '.join(kinds)}")
+            values[name] = parse_field_value(kinds[name], name, raw, "EmotiveTalk settings")
         return EmotiveTalkSettings(**values).validated()
 
     def validated(self) -> "EmotiveTalkSettings":

@@ -217,7 +217,7 @@ def parse_recipe(spec: str | None, base: SamplingRecipe) -> SamplingRecipe:
         key = key.replace("-", "_")
         if key not in FIELD_NAMES:
             raise InputError(f"recipe {spec!r}: unknown field {key!r}; fields: {', '.join(sorted(FIELD_NAMES))}")
-        changes[key] = _parse_value(key, value, spec)
+        changes[key] = parse_field_value(str(_TYPES[key]), key, value, f"recipe {spec!r}")
     return SamplingRecipe.from_dict({**recipe.to_dict(), **changes}, source=f"recipe {spec!r}")
 
 
@@ -277,8 +277,9 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         raise InputError(f"{source}: {key} {value!r} {exc if 'must' in str(exc) else 'is not a ' + kind}") from None
 
 
-def _parse_value(key: str, text: str, spec: str) -> Any:
-    kind = str(_TYPES[key])
+def parse_field_value(kind: str, key: str, text: str, source: str) -> Any:
+    """The text of a ``key=value`` item as a dataclass field of type ``kind`` (its annotation, e.g.
+    ``"float | None"``); an :class:`InputError` naming ``source`` when it is not one."""
     low = text.lower()
     if low in ("none", "null", "") and "None" in kind:
         return None
@@ -294,5 +295,5 @@ def _parse_value(key: str, text: str, spec: str) -> Any:
         if kind.startswith("float"):
             return float(text)
     except ValueError:
-        raise InputError(f"recipe {spec!r}: {key}={text!r} is not a valid {kind.replace(' | None', '')}") from None
+        raise InputError(f"{source}: {key}={text!r} is not a valid {kind.replace(' | None', '')}") from None
     return text
