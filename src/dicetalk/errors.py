@@ -23,3 +23,9 @@ class Cancelled(DiceTalkError):
     """The job was stopped on request (a cancelled web-UI job, a shutting-down server); nothing was written."""
 
     exit_code = 130
+
+
+class DiskFullError(DiceTalkError):
+    """The disk filled while an output was written; the earlier file (if any) is untouched."""
+
+    exit_code = 28  # ENOSPC, so scripts can tell a full disk from bad input

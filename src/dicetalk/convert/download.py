@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..utils.atomic import atomic_path
 from ._common import first_line
 
 
@@ -89,6 +90,5 @@ def _copy_from_mirror(repo: Path, dest: Path, patterns: tuple[str, ...]) -> None
     for f in files:
         out = dest / f.relative_to(repo)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.part")
-        shutil.copyfile(f, tmp)
-        tmp.replace(out)
+        with atomic_path(out) as tmp:
+            shutil.copyfile(f, tmp)

@@ -146,7 +146,11 @@ class VideoWriter:
 
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()
-        self._container = av.open(str(tmp), mode="w", format="mp4")
+        try:
+            self._container = av.open(str(tmp), mode="w", format="mp4")
+        except BaseException as exc:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary file
+            raise
         return self
 
     def write(self, frames: np.ndarray) -> None:
@@ -201,20 +205,23 @@ class VideoWriter:
         self._finished = True
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        # The file is renamed into place only if finish() ran and closing the container (which writes
+        # the index and flushes the last bytes) succeeded too: a failed close, e.g. a full disk, must
+        # leave the earlier file, never a truncated one.
+        error = exc
         try:
             self._container.close()
-        finally:
-            ok = exc_type is None and self._finished
-            if ok:
-                self._atomic.__exit__(None, None, None)
-            else:
-                error = exc or RuntimeError("VideoWriter closed before finish()")
-                try:
-                    self._atomic.__exit__(type(error), error, tb)
-                except BaseException:
-                    pass  # the temporary file is removed; the original error propagates
-        if exc_type is None and not self._finished:
-            raise RuntimeError("VideoWriter closed before finish(): no file written")
+        except BaseException as close_error:  # noqa: BLE001 - re-raised below through the atomic block
+            error = error or close_error
+        if error is None and not self._finished:
+            error = RuntimeError("VideoWriter closed before finish(): no file written")
+        if error is None:
+            self._atomic.__exit__(None, None, None)
+            return
+        # Removes the temporary file; a full disk comes back as one line (DiskFullError) instead.
+        self._atomic.__exit__(type(error), error, error.__traceback__)
+        if exc is None:
+            raise error  # the block's own exception propagates by itself
 
 
 def write_video(
