@@ -8,6 +8,21 @@ Folders: ``models`` (neural components), ``pipeline`` (generation), ``training``
 
 __version__ = "0.1.0"
 
+
+def _compiler_cache_in_the_user_cache() -> None:
+    """torch makes its compiler cache folder in $TMPDIR as soon as ``torch._dynamo`` is imported (diffusers
+    imports it), compile switch or not. dicetalk leaves nothing in $TMPDIR: the cache goes under the
+    user's cache folder instead, unless the user chose a place."""
+    import os
+
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        from platformdirs import user_cache_dir
+
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(user_cache_dir("dicetalk"), "torchinductor")
+
+
+_compiler_cache_in_the_user_cache()
+
 EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 """The eight MEAD emotions, in the order used by every label index in the project."""
 

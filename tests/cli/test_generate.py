@@ -78,6 +78,8 @@ def _write_bad_inputs(tmp_path):
         pickle.dump({"mu": Evil()}, f)
     files["no_weights"] = tmp_path / "no_weights"
     files["no_weights"].mkdir()
+    files["a_folder"] = tmp_path / "a_folder"
+    files["a_folder"].mkdir()
     return files
 
 
@@ -98,6 +100,17 @@ CASES = [
     (None, None, ["--weights", "{no_weights}"], "not a dicetalk weights folder"),
     (None, None, ["--weights", "{missing_dir}"], "does not exist"),
     (None, None, ["--steps", "0"], "steps"),
+    ("image", "a_folder", [], "is a folder, not a file"),
+    (None, None, ["--seed", "-1"], r"seed must be a whole number 0\.\.9223372036854775807, got -1"),
+    (None, None, ["--seed", str(2**70)], "seed must be a whole number 0..9223372036854775807"),
+    (None, None, ["--size", "0"], "size must be a whole number 16..4096"),
+    (None, None, ["--transition", "nan"], "transition must be a finite number"),
+    (None, None, ["--max-seconds", "inf"], "max_seconds must be a finite number"),
+    (None, None, ["--max-seconds", "0"], r"max_seconds must be a finite number in \(0, 86400\]"),
+    (None, None, ["--fps", "inf"], "fps must be 1..60, got inf"),
+    (None, None, ["--recipe", "size=4097"], "size must be 16..4096"),
+    (None, None, ["--emotion", "happy:1e999"], "strength"),
+    (None, None, ["--emotion", "happy*nan+sad"], "malformed emotion mix"),
     (None, None, ["--device", "tpu"], "device"),
     (None, None, ["--sampler", "ddim"], "unknown sampler"),
     (None, None, ["--identity-scale", "-1"], "identity scale must be in"),

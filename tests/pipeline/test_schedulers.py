@@ -111,3 +111,9 @@ def test_churned_euler_samples_the_data_distribution_repeatably():
     # The churn per step shrinks with the number of steps, so the sampler converges.
     errors = [abs(float(run(n)[0].std()) - sd) for n in (10, 64, 512)]
     assert errors[2] < errors[1] < errors[0] and errors[2] < 0.02
+
+
+def test_the_recipe_knows_every_sampler_without_importing_torch():
+    from dicetalk.pipeline.recipe import SAMPLERS
+
+    assert SAMPLERS == tuple(SCHEDULERS)

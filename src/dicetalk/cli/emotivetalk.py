@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from .main import app
+from .main import app, seed_option
 
 
 def _threads(threads: int | None) -> None:
@@ -67,7 +67,7 @@ def train_vaid_cmd(
     correlation_weight: float = typer.Option(0.1, min=0.0, help="Weight of the cross-correlation penalty between the streams."),
     dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Dropout in the expression stream (against memorising the training speakers)."),
     weight_decay: float = typer.Option(0.0, min=0.0, help="AdamW weight decay."),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     save_every: int = typer.Option(500, min=1),
     resume: bool = typer.Option(False, "--resume"),
     dry_run: bool = typer.Option(False, "--dry-run"),
@@ -138,7 +138,7 @@ def train_dicte_cmd(
     lr: float = typer.Option(5e-4, help="Peak learning rate (cosine decay to 0)."),
     p_label: float = typer.Option(0.45, min=0.0, max=1.0, help="Share of samples conditioned on their label and strength."),
     p_reference: float = typer.Option(0.3, min=0.0, max=1.0, help="Share conditioned on another clip's expression (the rest: on the voice alone)."),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     save_every: int = typer.Option(500, min=1),
     resume: bool = typer.Option(False, "--resume"),
     dry_run: bool = typer.Option(False, "--dry-run"),
@@ -174,7 +174,7 @@ def train_voice_emotion_cmd(
     min_frames: int = typer.Option(25, min=1, help="Shortest span (frames) drawn from a training clip."),
     lr: float = typer.Option(1e-2, help="Peak learning rate (cosine decay to 0)."),
     weight_decay: float = typer.Option(1e-2, min=0.0, help="AdamW weight decay (choose it on val.json)."),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     save_every: int = typer.Option(500, min=1),
     resume: bool = typer.Option(False, "--resume"),
     dry_run: bool = typer.Option(False, "--dry-run"),
@@ -211,7 +211,7 @@ def train_edi_cmd(
     frames: int = typer.Option(16, min=2, help="Frames per window (the denoiser's window)."),
     lr: float = typer.Option(3e-4, help="Stage-2 learning rate."),
     neutral_share: float = typer.Option(0.25, min=0.0, max=1.0, help="Share of windows whose reference frame is a neutral one (the rest: another emotion's)."),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     save_every: int = typer.Option(250, min=1),
     resume: bool = typer.Option(False, "--resume"),
     dry_run: bool = typer.Option(False, "--dry-run"),
@@ -309,7 +309,7 @@ def render_emotive_cmd(
     max_frames: int = typer.Option(125, min=2, help="Frames of each clip's speech to render (125: 5 s at 25 fps)."),
     identities: int | None = typer.Option(None, min=1, help="Only the split's first N identities (by name; default: all)."),
     per_group: int = typer.Option(1, min=1, help="Clips per identity x emotion (level 3; neutral level 1), in path order."),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     threads: int | None = typer.Option(None),
 ) -> None:
     """Render EmotiveTalk's (or DICE-Talk's) evaluation set of held-out clips."""

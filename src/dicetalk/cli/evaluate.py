@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 
 import typer
 
-from .main import app
+from .main import app, seed_option
 
 
 @app.command()
@@ -34,7 +34,7 @@ def evaluate(
     ),
     resamples: int = typer.Option(1000, min=0, help="Bootstrap resamples of the 95 % intervals (0: none)."),
     frechet_resamples: int = typer.Option(200, min=0, help="Bootstrap resamples of the FID / FVD intervals (at most --resamples; 0: none)."),
-    seed: int = typer.Option(0, min=0, help="Seed of the bootstrap resamples."),
+    seed: int = seed_option("Seed of the bootstrap resamples."),
     judges: Optional[Path] = typer.Option(None, "--judges", help="Judges folder (default: those shipped with dicetalk)."),
     per_video: Optional[bool] = typer.Option(None, "--per-video/--summary-only", help="Print one line per video (default: when 30 videos or fewer)."),
     threads: int = typer.Option(1, min=1, help="torch CPU threads (the judges are tiny: more threads gain little)."),

@@ -25,7 +25,7 @@ def generate_command(
     model: str = typer.Option("dicetalk", help="dicetalk, or emotivetalk (EmotiveTalk's parts on the same weights)."),
     weights: Path | None = typer.Option(None, help="Weights folder (project layout or convert-official output); default: the embedded model."),
     crop: bool = typer.Option(True, "--crop/--no-crop", help="Detect the face and crop a square around it."),
-    size: int | None = typer.Option(None, help="Resize the output so its short side has this many pixels (default: as generated; the generation size is the recipe's `size`)."),
+    size: int | None = typer.Option(None, help="Resize the output so its short side has this many pixels, 16..4096 (default: as generated; the generation size is the recipe's `size`)."),
     recipe: str | None = typer.Option(
         None,
         help="Sampling recipe: a name (`release`, the authors' recipe; `model`, the model's own) and/or field=value pairs, comma-separated, "
@@ -38,10 +38,10 @@ def generate_command(
     identity_scale: float | None = typer.Option(None, help="Shorthand for the recipe's identity_scale (guidance of the reference image)."),
     emotion_scale: float | None = typer.Option(None, help="Shorthand for the recipe's emotion_scale (guidance of audio + emotion)."),
     fps: float | None = typer.Option(None, help="Shorthand for the recipe's fps (frames per second of the output)."),
-    seed: int = typer.Option(0, help="Random seed: the same seed gives the same video."),
+    seed: int = typer.Option(0, help="Random seed 0..2**63-1: the same seed gives the same video."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
-    max_seconds: float = typer.Option(600.0, help="Refuse audio longer than this."),
-    transition: float = typer.Option(0.5, help="Seconds of crossfade between emotion schedule segments."),
+    max_seconds: float = typer.Option(600.0, help="Refuse audio longer than this many seconds (more than 0, at most 86400)."),
+    transition: float = typer.Option(0.5, help="Seconds of crossfade between emotion schedule segments (0..60)."),
     stream: bool = typer.Option(
         False, "--stream", help="Sample the video in segments and write each as soon as it is done: the first frames come within "
         "seconds instead of after the whole video, for a little more work and frames very close to (not equal to) the whole-video run's.",
@@ -52,11 +52,8 @@ def generate_command(
     ),
 ) -> None:
     """Render a talking-head video of IMAGE speaking AUDIO with an emotion."""
-    from ..pipeline.generate import GenerateOptions, generate_video
+    from ..pipeline.options import GenerateOptions
 
-    if weights is None:
-        typer.echo("note: the embedded default model was trained on synthetic cartoon faces only; a photo comes out "
-                   "cartoon-like (real faces: --weights with the authors' release, see `dicetalk download`)", err=True)  # fmt: skip
     opts = GenerateOptions(
         image=image,
         audio=audio,
@@ -79,6 +76,12 @@ def generate_command(
         stream=stream,
         performance=performance,
     )
+    opts.check()  # every option and file, before torch and the model are imported
+    if weights is None:
+        typer.echo("note: the embedded default model was trained on synthetic cartoon faces only; a photo comes out "
+                   "cartoon-like (real faces: --weights with the authors' release, see `dicetalk download`)", err=True)  # fmt: skip
+    from ..pipeline.generate import generate_video
+
     first = (lambda seconds: typer.echo(f"first frames written after {seconds:.1f} s", err=True)) if stream else None
     heard = lambda emotion, p: typer.echo(f"the voice reads as {emotion} (probability {p:.2f})", err=True)  # noqa: E731
     path = generate_video(opts, on_first_frames=first, on_voice_emotion=heard)

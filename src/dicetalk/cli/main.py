@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover - older typer on plain click
     from click.exceptions import Abort, ClickException, Exit, UsageError
 
 from ..errors import DiceTalkError
+from ..pipeline.options import SEED_MAX
 
 app = typer.Typer(
     name="dicetalk",
@@ -27,6 +28,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def seed_option(help: str = "Random seed: the same seed gives the same result."):
+    """``--seed``: one range, 0..2**63-1, in every command (and the page, and GenerateOptions)."""
+    return typer.Option(0, min=0, max=SEED_MAX, help=f"{help} 0..2**63-1.")
 
 
 @app.callback()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .main import app
+from .main import app, seed_option
 
 
 @app.command("render-eval")
@@ -21,7 +21,7 @@ def render_eval(
     per_group: int = typer.Option(1, help="Clips per identity, emotion and level."),
     recipe: str | None = typer.Option(None, help="Sampling recipe as `generate --recipe` takes it (default: the model's own)."),
     max_frames: int = typer.Option(125, help="Frames per clip, from its start."),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     threads: int | None = typer.Option(None),
 ) -> None:
     """Generate one video per held-out clip (its first frame, its speech, an emotion) with sidecars for `evaluate`."""

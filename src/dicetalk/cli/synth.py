@@ -7,14 +7,14 @@ from typing import Optional
 
 import typer
 
-from .main import app
+from .main import app, seed_option
 
 
 @app.command()
 def synth(
     out: Path = typer.Argument(..., help="Output folder (new, empty, or an unfinished run of the same world to resume)."),
     preset: str = typer.Option("tiny", help="How much to generate: tiny (tests, seconds) or default (training, minutes)."),
-    seed: int = typer.Option(0, help="World seed: the same seed gives the same identities, clips and coefficients."),
+    seed: int = seed_option("World seed: the same seed gives the same identities, clips and coefficients."),
     size: Optional[int] = typer.Option(None, help="Frame size in pixels, 64..256 (default: the preset's)."),
     identities: Optional[int] = typer.Option(None, help="Number of MEAD-like identities (default: the preset's)."),
     hdtf_identities: Optional[int] = typer.Option(None, help="Number of HDTF-like identities (default: the preset's)."),

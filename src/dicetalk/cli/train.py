@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from .main import app
+from .main import app, seed_option
 
 
 def _cache(dataset: Path, size: int, cache_dir: Path | None, splits=("train",)):
@@ -37,7 +37,7 @@ def pretrain(
         "vae,audio_encoder,image_encoder,expression_encoder", help="Comma-separated parts; `refiner` (with --decoder-of) learns on a trained VAE."
     ),
     steps_scale: float = typer.Option(1.0, help="Multiply every part's default number of steps."),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
     cache_dir: Path | None = typer.Option(None, help="Where decoded frames are cached (default ~/.cache/dicetalk)."),
     decoder_of: Path | None = typer.Option(
@@ -82,7 +82,7 @@ def train_embedder_cmd(
     window: int = typer.Option(64, help="Frames per clip window."),
     temperature: float = typer.Option(0.1),
     lr: float = typer.Option(5e-4),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     resume: bool = typer.Option(False, "--resume"),
     dry_run: bool = typer.Option(False, "--dry-run"),
     threads: int | None = typer.Option(None),
@@ -118,7 +118,7 @@ def train_sync_expert_cmd(
     frames: int = typer.Option(16, min=6, help="Frames per window."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (cosine decay to 0 at --steps)."),
     mix: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of emotion-labelled windows."),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     resume: bool = typer.Option(False, "--resume"),
     dry_run: bool = typer.Option(False, "--dry-run"),
     threads: int | None = typer.Option(None),
@@ -183,7 +183,7 @@ def train(
     workers: int = typer.Option(0, help="Data loader workers."),
     mixed_precision: str = typer.Option("no", help="no, fp16 or bf16."),
     save_every: int = typer.Option(500),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     resume: bool = typer.Option(False, "--resume"),
     dry_run: bool = typer.Option(False, "--dry-run"),
     export_dtype: str = typer.Option("float32", help="dtype of the exported model folder (float16 halves it)."),

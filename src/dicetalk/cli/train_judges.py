@@ -9,14 +9,14 @@ from typing import Optional
 
 import typer
 
-from .main import app
+from .main import app, seed_option
 
 
 @app.command("train-judges")
 def train_judges(
     dataset: Path = typer.Argument(..., help="Dataset folder written by 'dicetalk synth' (train identities are used; val ones are scored)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for the judges (replaced atomically when done)."),
-    seed: int = typer.Option(0, help="Random seed: the same data, seed and options give identical weights."),
+    seed: int = seed_option("Random seed: the same data, seed and options give identical weights."),
     epochs: Optional[int] = typer.Option(None, help="Epochs of every judge (overrides the per-judge defaults)."),
     emotion_epochs: int = typer.Option(10, help="Epochs of the emotion judge."),
     identity_epochs: int = typer.Option(6, help="Epochs of the identity judge."),

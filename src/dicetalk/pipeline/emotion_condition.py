@@ -19,20 +19,21 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import InputError
+
+if TYPE_CHECKING:  # torch only where priors are blended: the grammar is checked before torch is imported
+    import torch
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 PRIOR_SUFFIXES = {".npy", ".safetensors", ".json"}
 _NUMBER = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
 _TERM = re.compile(rf"^(?P<name>[A-Za-z_][A-Za-z0-9_-]*)(?:\*(?P<weight>{_NUMBER}))?$")
 
-PriorResolver = Callable[[str, float], torch.Tensor]
+PriorResolver = Callable[[str, float], "torch.Tensor"]
 """(emotion name, strength) -> prior vector."""
-FileResolver = Callable[[Path], torch.Tensor]
+FileResolver = Callable[[Path], "torch.Tensor"]
 """path of a prior file or a reference video -> prior vector."""
 
 
@@ -45,6 +46,8 @@ class EmotionSchedule:
 
     def per_frame(self, num_frames: int, fps: float) -> torch.Tensor:
         """One prior per frame, (num_frames, prior_dim), crossfading over ``transition`` seconds."""
+        import torch
+
         times = torch.arange(num_frames, dtype=torch.float64) / fps
         priors = torch.stack([p.float().reshape(-1) for _, p in self.keyframes])
         out = priors[0].expand(num_frames, -1).clone()
@@ -76,6 +79,8 @@ def _parse_single(text: str, named: PriorResolver, from_file: FileResolver) -> t
             weights.append(float(m["weight"]) if m["weight"] else 1.0)
             priors.append(named(m["name"].lower(), 1.0))
         total = sum(weights)
+        if not math.isfinite(total):  # also a weight of 1e999 (inf), which would make the prior nan
+            raise InputError(f"emotion mix {text!r}: weights must be finite and add up to a finite number")
         if total <= 0:
             raise InputError(f"emotion mix {text!r}: weights must add up to more than 0")
         return sum(w / total * p for w, p in zip(weights, priors))
@@ -109,6 +114,8 @@ def parse_emotion(spec: str, named: PriorResolver, from_file: FileResolver, tran
         if not m:
             raise InputError(f"malformed emotion schedule item {item!r}: expected 'seconds:emotion', e.g. '2.5:happy'")
         t = float(m["time"])
+        if not math.isfinite(t):
+            raise InputError(f"emotion schedule time {m['time']!r} is not a finite number of seconds")
         if keyframes and t <= keyframes[-1][0]:
             raise InputError(f"emotion schedule times must increase: {t:g} after {keyframes[-1][0]:g}")
         keyframes.append((t, _parse_single(m["rest"], named, from_file)))
@@ -116,3 +123,10 @@ def parse_emotion(spec: str, named: PriorResolver, from_file: FileResolver, tran
         # Before the first keyframe, hold the first condition.
         keyframes[0] = (0.0, keyframes[0][1])
     return EmotionSchedule(keyframes, transition)
+
+
+def check_emotion_grammar(spec: str, transition: float = 0.5) -> None:
+    """An :class:`InputError` if ``spec`` is not an ``--emotion`` value, checked without torch or a
+    model: the grammar, strengths, weights, times and that named files exist (whether a label is one
+    of the model's emotions is the model's to say)."""
+    parse_emotion(spec, lambda name, strength: 0.0, lambda path: 0.0, transition=transition)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,43 +19,10 @@ from ..errors import Cancelled, InputError
 from ..utils.faces import FaceLayout, layout_face_mask
 from ..utils.media import SPEECH_SAMPLE_RATE, VideoWriter, read_audio
 from .emotion_condition import EmotionSchedule, parse_emotion
+from .options import MODELS, GenerateOptions  # noqa: F401 - GenerateOptions is imported from here too
 from .portrait import Portrait, prepare_portrait
-from .recipe import SamplingRecipe, parse_recipe
 
 SILENCE_RMS = 1e-4
-MODELS = ("dicetalk", "emotivetalk")  # generate's systems: DICE-Talk, or EmotiveTalk on the same weights (pipeline/emotivetalk.py)
-
-
-@dataclass
-class GenerateOptions:
-    """Everything ``dicetalk generate`` takes (a typed config behind the CLI)."""
-
-    image: Path
-    audio: Path
-    output: Path
-    emotion: str = "neutral"
-    weights: Path | None = None  # None: the embedded default model
-    crop: bool = True
-    size: int | None = None  # output frames resized to this short side; None: as generated
-    recipe: str | None = None  # "[NAME][,field=value...]" on the model's own sampling recipe (see pipeline/recipe.py)
-    steps: int | None = None  # shorthands for recipe fields (None: the recipe's)
-    sampler: str | None = None
-    identity_scale: float | None = None  # guidance of the reference image
-    emotion_scale: float | None = None  # guidance of audio + emotion
-    fps: float | None = None  # output frames per second
-    seed: int = 0
-    device: str = "auto"
-    max_seconds: float = 600.0
-    transition: float = 0.5  # seconds of crossfade between emotion schedule segments
-    windows_per_batch: int = 1
-    stream: bool = False  # sample in segments and write each as soon as it is done (see pipeline/streaming.py)
-    performance: str | None = None  # speed switches, e.g. "fast" (see pipeline/performance.py); None: none
-    model: str = "dicetalk"  # one of MODELS
-
-    def resolve_recipe(self, base: SamplingRecipe) -> SamplingRecipe:
-        """The recipe this job samples with: ``recipe`` on top of ``base``, then the shorthand fields."""
-        shorthand = {"steps": self.steps, "sampler": self.sampler, "identity_scale": self.identity_scale, "emotion_scale": self.emotion_scale, "fps": self.fps}
-        return parse_recipe(self.recipe, base).replace(**{k: v for k, v in shorthand.items() if v is not None})
 
 
 def resolve_device(device: str) -> torch.device:
@@ -163,19 +129,7 @@ def stage_reporter(opts: GenerateOptions, progress, cancel: threading.Event | No
 
 def check_options(opts: GenerateOptions):
     """The options' own errors, before any heavy work; returns the parsed speed switches (None: none)."""
-    opts.resolve_recipe(SamplingRecipe())  # a malformed recipe
-    performance = None
-    if opts.performance is not None:
-        from .performance import PerformanceOptions
-
-        performance = PerformanceOptions.parse(opts.performance)
-    if opts.size is not None and not 16 <= opts.size <= 4096:
-        raise InputError(f"size must be 16..4096 pixels, got {opts.size}")
-    if opts.output.suffix.lower() != ".mp4":
-        raise InputError(f"output {opts.output} must be an .mp4 file")
-    if opts.output.exists() and opts.output.is_dir():
-        raise InputError(f"output {opts.output} is a directory")
-    return performance
+    return opts.check()
 
 
 def generate_video(
@@ -198,9 +152,7 @@ def generate_video(
     """
 
     report = stage_reporter(opts, progress, cancel)
-    if opts.model != "dicetalk":
-        if opts.model not in MODELS:
-            raise InputError(f"unknown model {opts.model!r}; expected one of {', '.join(MODELS)}")
+    if opts.model != "dicetalk":  # GenerateOptions checked it is one of MODELS
         from .emotivetalk import generate_emotivetalk
 
         return generate_emotivetalk(opts, progress, pipeline, cancel, on_voice_emotion)

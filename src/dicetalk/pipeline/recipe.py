@@ -52,6 +52,7 @@ from typing import Any
 from ..errors import InputError
 
 WINDOW_MODES = ("blend", "circular")
+SAMPLERS = ("euler", "euler-churn", "heun", "dpmpp-2m")  # the keys of schedulers.SCHEDULERS, here without torch
 RECIPE_KEY = "recipe"
 
 
@@ -126,11 +127,9 @@ class SamplingRecipe:
 
     def validated(self, source: str = "recipe") -> "SamplingRecipe":
         """Self, or an :class:`InputError` naming the first field out of range."""
-        from .schedulers import SCHEDULERS
-
         problems = [
             (not 1 <= self.steps <= 1000, f"steps must be 1..1000, got {self.steps}"),
-            (self.sampler not in SCHEDULERS, f"unknown sampler {self.sampler!r}; expected one of {', '.join(SCHEDULERS)}"),
+            (self.sampler not in SAMPLERS, f"unknown sampler {self.sampler!r}; expected one of {', '.join(SAMPLERS)}"),
             (not _scale_ok(self.identity_scale), f"identity scale must be in [0, 50], got {self.identity_scale:g}"),
             (not _scale_ok(self.emotion_scale), f"emotion scale must be in [0, 50], got {self.emotion_scale:g}"),
             (self.audio_scale is not None and not _scale_ok(self.audio_scale), f"audio scale must be in [0, 50], got {self.audio_scale}"),
@@ -217,7 +216,11 @@ def parse_recipe(spec: str | None, base: SamplingRecipe) -> SamplingRecipe:
         key = key.replace("-", "_")
         if key not in FIELD_NAMES:
             raise InputError(f"recipe {spec!r}: unknown field {key!r}; fields: {', '.join(sorted(FIELD_NAMES))}")
-        changes[key] = parse_field_value(str(_TYPES[key]), key, value, f"recipe {spec!r}")
+        # finite=False: validated() names the range a nan or inf scale misses; tuples are checked here.
+        changes[key] = parse_field_value(str(_TYPES[key]), key, value, f"recipe {spec!r}", finite=False)
+        count = str(_TYPES[key]).count("float")  # a tuple field's length: guidance_interval 2, time_ids 3
+        if isinstance(changes[key], tuple) and (len(changes[key]) != count or not all(map(math.isfinite, changes[key]))):
+            raise InputError(f"recipe {spec!r}: {key} must be {({2: 'two', 3: 'three'}).get(count, count)} finite numbers separated by ':', got {value!r}")
     return SamplingRecipe.from_dict({**recipe.to_dict(), **changes}, source=f"recipe {spec!r}")
 
 
@@ -277,15 +280,19 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         raise InputError(f"{source}: {key} {value!r} {exc if 'must' in str(exc) else 'is not a ' + kind}") from None
 
 
-def parse_field_value(kind: str, key: str, text: str, source: str) -> Any:
+def parse_field_value(kind: str, key: str, text: str, source: str, *, finite: bool = True) -> Any:
     """The text of a ``key=value`` item as a dataclass field of type ``kind`` (its annotation, e.g.
-    ``"float | None"``); an :class:`InputError` naming ``source`` when it is not one."""
+    ``"float | None"``); an :class:`InputError` naming ``source`` when it is not one (with ``finite``,
+    also for nan or an infinity: ``1e309``)."""
     low = text.lower()
     if low in ("none", "null", "") and "None" in kind:
         return None
     try:
         if "tuple" in kind:
-            return tuple(float(v) for v in text.replace(" ", ":").split(":") if v)
+            numbers = tuple(float(v) for v in text.replace(" ", ":").split(":") if v)
+            if finite and not all(map(math.isfinite, numbers)):
+                raise InputError(f"{source}: {key}={text!r}: every number must be finite")
+            return numbers
         if "bool" in kind:
             if low not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
@@ -293,7 +300,10 @@ def parse_field_value(kind: str, key: str, text: str, source: str) -> Any:
         if kind.startswith("int"):
             return int(text)
         if kind.startswith("float"):
-            return float(text)
+            number = float(text)
+            if finite and not math.isfinite(number):
+                raise InputError(f"{source}: {key}={text!r} must be a finite number")
+            return number
     except ValueError:
         raise InputError(f"{source}: {key}={text!r} is not a valid {kind.replace(' | None', '')}") from None
     return text

@@ -53,7 +53,7 @@ def parse_auth(pairs: list[str] | None, auth_file: Path | None) -> list[tuple[st
         add(text, "--auth")
     if auth_file is not None:
         try:
-            lines = Path(auth_file).read_text(encoding="utf-8").splitlines()
+            lines = Path(auth_file).read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM (Notepad) is not part of the first user
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"--auth-file {auth_file}: cannot be read ({type(exc).__name__})") from None
         for number, line in enumerate(lines, start=1):
