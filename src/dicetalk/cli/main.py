@@ -26,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help is plain text: rich markup read ":b:" in "a:b:c" as an emoji and "[lo:hi]" as a tag
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
