@@ -22,7 +22,16 @@ def ui(
     insecure: bool = typer.Option(False, "--insecure", help="Serve a non-loopback --host without a login."),
     max_upload_mb: int = typer.Option(50, min=1, help="Largest accepted upload."),
     max_audio_seconds: float = typer.Option(60.0, min=1.0, help="Longest accepted speech (a CPU spends several seconds per second of speech)."),
-    max_steps: int = typer.Option(50, min=1, help="Most denoising steps a job may ask for."),
+    max_steps: int = typer.Option(50, min=1, help="Most denoising steps a job may ask for (the Steps slider and the recipe box alike)."),
+    max_size: int | None = typer.Option(
+        None, min=16, help="Largest frame size (short side, pixels) a job's recipe may ask for; default: the model's own size. Cost grows with its square."
+    ),
+    max_fps: float | None = typer.Option(
+        None, min=1.0, help="Most output frames per second a job's recipe may ask for (fps; interpolated frames count); default: the model's own fps."
+    ),
+    max_decode_chunk: int | None = typer.Option(
+        None, min=1, help="Most frames a job's recipe may decode at once (decode_chunk: memory); default: the model's own."
+    ),
     jobs_per_session: int = typer.Option(1, min=0, help="Jobs one browser session may have waiting or running (0: no limit)."),
     queue_size: int = typer.Option(16, min=1, help="Jobs that may wait in the queue."),
     keep_minutes: float = typer.Option(60.0, min=1.0, help="Uploads and results are deleted this long after they were made (all of them at exit)."),
@@ -30,7 +39,13 @@ def ui(
         5.0, min=0.0, help="On SIGTERM/SIGINT, how long the running job may go on before it is cancelled (keep it below your service manager's kill timeout)."
     ),
 ) -> int:
-    """Serve the web UI (Gradio) on http://HOST:PORT until SIGTERM or Ctrl-C."""
+    """Serve the web UI (Gradio) on http://HOST:PORT until SIGTERM or Ctrl-C.
+
+    What one job may cost is bounded whichever field asks for it: speech length (--max-audio-seconds), steps
+    (--max-steps), frame size (--max-size), output frames per second (--max-fps), frames decoded at once
+    (--max-decode-chunk) and the windows' overlap (at most half a window), all checked on the job's final
+    recipe before it joins the queue; uploads by --max-upload-mb, waiting jobs by --queue-size and
+    --jobs-per-session."""
     from ..ui.checks import check_exposure, parse_auth
 
     logins = parse_auth(auth, auth_file)
@@ -38,7 +53,8 @@ def ui(
     from ..ui.app import UISettings, UIServer, configure_logging, serve
 
     settings = UISettings(
-        max_upload_mb=max_upload_mb, max_audio_seconds=max_audio_seconds, max_steps=max_steps, jobs_per_session=jobs_per_session,
+        max_upload_mb=max_upload_mb, max_audio_seconds=max_audio_seconds, max_steps=max_steps, max_size=max_size, max_fps=max_fps,
+        max_decode_chunk=max_decode_chunk, jobs_per_session=jobs_per_session,
         queue_size=queue_size, keep_minutes=keep_minutes, grace_seconds=grace_seconds,
     )  # fmt: skip
     configure_logging()

@@ -5,8 +5,10 @@
   ``generate --model emotivetalk --emotion speech|LABEL[:s]|VIDEO``).
 
 - Binds to 127.0.0.1 unless told otherwise; beyond this machine only with a login (``auth``).
-- Uploads are bounded (``max_upload_mb``); speech length and steps too (fair use on a shared
-  machine), and each browser session may have ``jobs_per_session`` jobs waiting or running.
+- Uploads are bounded (``max_upload_mb``), and so is what a job costs, whichever field asks for it
+  (:class:`CostLimits`: speech length, steps, frame size, frames per second, decode chunk, overlap,
+  checked on the final recipe); each browser session may have ``jobs_per_session`` jobs waiting or
+  running.
 - Inputs are checked when a job is submitted, before it waits in the queue, by the same code as
   :func:`~dicetalk.pipeline.generate.generate`; every problem is one line of our own, without
   server paths. Gradio never decodes the inputs itself.
@@ -36,6 +38,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import Cancelled, DiceTalkError, InputError
+from ..pipeline.options import SEED_MAX
 from .checks import check_exposure, page_text, public_message
 from .jobs import JobBoard, QueueView
 from .workspace import Workspace
@@ -61,6 +64,9 @@ class UISettings:
     max_upload_mb: int = 50
     max_audio_seconds: float = 60.0
     max_steps: int = 50
+    max_size: int | None = None  # frame size (short side, pixels) a recipe may ask for; None: the model's own
+    max_fps: float | None = None  # output frames per second; None: the model's own
+    max_decode_chunk: int | None = None  # frames decoded at once (memory); None: the model's own
     jobs_per_session: int = 1
     queue_size: int = 16
     keep_minutes: float = 60.0  # uploads and results are deleted this long after they were made
@@ -107,6 +113,43 @@ def _number(value: Any, name: str, lo: float, hi: float) -> float:
     return x
 
 
+@dataclass(frozen=True)
+class CostLimits:
+    """What one job may cost, whichever field asks for it: checked on the final recipe (the recipe box
+    merged on the model's own recipe, then the sliders) before the job joins the queue."""
+
+    steps: int
+    size: int  # short side of the generated frames, pixels
+    native_size: int  # the model's, what a recipe without a size generates
+    fps: float  # output frames per second (interpolated frames count: each is decoded and encoded)
+    decode_chunk: int
+    window: int  # the model's window: overlap may be at most half of it, so windows at most double
+
+    @classmethod
+    def of(cls, settings: UISettings, pipe) -> "CostLimits":
+        own = pipe.recipe
+        return cls(
+            steps=settings.max_steps, size=settings.max_size or own.size or pipe.native_size, native_size=pipe.native_size, fps=settings.max_fps or own.fps,
+            decode_chunk=settings.max_decode_chunk or own.decode_chunk, window=int(pipe.window),
+        )  # fmt: skip
+
+    def problem(self, recipe) -> str | None:
+        """One line naming the first limit ``recipe`` is over, or None."""
+        overlap, _ = recipe.window_layout(self.window)
+        checks = [
+            (recipe.steps > self.steps, f"steps {recipe.steps} is over this server's limit of {self.steps} (--max-steps)"),
+            ((recipe.size or self.native_size) > self.size, f"size {recipe.size or self.native_size} is over this server's limit of {self.size} pixels (--max-size)"),
+            (recipe.fps > self.fps, f"fps {recipe.fps:g} is over this server's limit of {self.fps:g} frames per second (--max-fps)"),
+            (recipe.decode_chunk > self.decode_chunk, f"decode_chunk {recipe.decode_chunk} is over this server's limit of {self.decode_chunk} frames (--max-decode-chunk)"),
+            (recipe.windows == "blend" and overlap > self.window // 2, f"overlap {overlap} is over this server's limit of {self.window // 2} frames (half a window)"),
+        ]  # fmt: skip
+        return next((message for bad, message in checks if bad), None)
+
+    def describe(self) -> str:
+        return (f"at most {self.steps} steps, {self.size} px frames, {self.fps:g} frames per second, "
+                f"decoding {self.decode_chunk} frames at a time")  # fmt: skip
+
+
 class DiceTalkUI:
     """The page and its job function over one loaded pipeline (not launched; see :class:`UIServer`)."""
 
@@ -124,6 +167,7 @@ class DiceTalkUI:
         self.emotions = [e for e in DEFAULT_EMOTIONS if e in self.pipe.priors.emotions] or list(self.pipe.priors.emotions)
         self.can_embed = self.pipe.emotion_embedder is not None and self.pipe.expression_encoder is not None
         self.default_steps = int(self.pipe.recipe.steps)
+        self.limits = CostLimits.of(settings, self.pipe)
         self.emotive = self._emotive_pipeline(weights)
         self.board = JobBoard()
         self._pipe_lock = threading.Lock()
@@ -176,7 +220,7 @@ class DiceTalkUI:
         steps_value = _number(values["steps"], "steps", 1, s.max_steps)
         if steps_value != int(steps_value):
             raise Rejected("steps must be a whole number", "steps")
-        seed_value = _number(values["seed"], "seed", 0, 2**63 - 1)
+        seed_value = _number(values["seed"], "seed", 0, SEED_MAX)
         if seed_value != int(seed_value):
             raise Rejected("seed must be a whole number", "seed")
         crop = values["crop"]
@@ -214,15 +258,16 @@ class DiceTalkUI:
         spec = (spec or "").strip() if isinstance(spec, str) or spec is None else None
         if spec is None:
             raise Rejected("recipe must be text", "recipe")
-        if not spec:
-            return None
-        try:
-            parse_recipe(spec, self.pipe.recipe).replace(steps=steps)
-        except InputError as exc:
-            raise Rejected(page_text(str(exc)), "recipe") from None
         if len(spec) > 500:
             raise Rejected("recipe: at most 500 characters", "recipe")
-        return spec
+        try:
+            final = parse_recipe(spec or None, self.pipe.recipe).replace(steps=steps)  # every field merged, as the job will run
+        except InputError as exc:
+            raise Rejected(page_text(str(exc)), "recipe") from None
+        problem = self.limits.problem(final)
+        if problem:
+            raise Rejected(f"recipe: {problem}", "recipe")
+        return spec or None
 
     def _check_portrait(self, image: Path, crop: bool) -> None:
         import warnings
@@ -384,7 +429,7 @@ class DiceTalkUI:
         with gr.Blocks(title="dicetalk", analytics_enabled=False, delete_cache=(int(min(600.0, age / 4)), int(age))) as blocks:
             gr.Markdown(
                 "# dicetalk\nA portrait, speech and an emotion in; a talking-head video out. "
-                f"Speech up to {s.max_audio_seconds:g} s; one job runs at a time."
+                f"Speech up to {s.max_audio_seconds:g} s; {self.limits.describe()}; one job runs at a time."
             )
             with gr.Row():
                 with gr.Column():
