@@ -77,12 +77,12 @@ def generate_command(
         performance=performance,
     )
     opts.check()  # every option and file, before torch and the model are imported
-    if weights is None:
-        typer.echo("note: the embedded default model was trained on synthetic cartoon faces only; a photo comes out "
-                   "cartoon-like (real faces: --weights with the authors' release, see `dicetalk download`)", err=True)  # fmt: skip
     from ..pipeline.generate import generate_video
 
     first = (lambda seconds: typer.echo(f"first frames written after {seconds:.1f} s", err=True)) if stream else None
     heard = lambda emotion, p: typer.echo(f"the voice reads as {emotion} (probability {p:.2f})", err=True)  # noqa: E731
     path = generate_video(opts, on_first_frames=first, on_voice_emotion=heard)
     typer.echo(f"wrote {path}")
+    if weights is None:  # said after the video, so that a failed run says one line
+        typer.echo("note: the embedded default model was trained on synthetic cartoon faces only; a photo comes out "
+                   "cartoon-like (real faces: --weights with the authors' release, see `dicetalk download`)", err=True)  # fmt: skip
