@@ -40,3 +40,10 @@ def test_colon_separated_examples_survive(capsys):
     flat = " ".join(help_of("generate", capsys).split())
     assert "time_ids (a:b:c)" in flat
     assert "guidance_interval (lo:hi)" in flat
+
+
+def test_the_command_reference_page_is_current():
+    """docs/cli.md is made from the commands' help; regenerate with `python -m dicetalk.cli.reference`."""
+    from dicetalk.cli.reference import PAGE, cli_reference
+
+    assert PAGE.read_text(encoding="utf-8") == cli_reference(), "docs/cli.md is stale: run `python -m dicetalk.cli.reference`"
