@@ -142,6 +142,18 @@ def test_broken_images_are_one_clear_line(make, message, tmp_path):
     assert "\n" not in str(caught.value)
 
 
+def test_an_image_over_pils_warning_size_is_refused_without_a_warning(tmp_path, recwarn):
+    """12000 x 12000 (144 Mpx) is past PIL's decompression-bomb warning: the warning went to stderr as a
+    second and third line before our own one-line refusal."""
+    import warnings
+
+    Image.new("1", (12000, 12000)).save(tmp_path / "big.png")
+    warnings.simplefilter("always")
+    with pytest.raises(InputError, match="image of 12000x12000 pixels is too large"):
+        load_image(tmp_path / "big.png")
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
 def _png_bytes() -> bytes:
     import io
 

@@ -7,6 +7,7 @@ Face detection, the release's crop and mask rules and alignment to a face layout
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,12 +33,14 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise InputError(f"{path}: image of {img.width}x{img.height} pixels is too large")
-            img.seek(0)  # an animated GIF/PNG/WebP: its first frame
-            img.load()
-            rgb = _as_rgb(ImageOps.exif_transpose(img))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below says it in one line
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_IMAGE_PIXELS:
+                    raise InputError(f"{path}: image of {img.width}x{img.height} pixels is too large")
+                img.seek(0)  # an animated GIF/PNG/WebP: its first frame
+                img.load()
+                rgb = _as_rgb(ImageOps.exif_transpose(img))
     except InputError:
         raise
     except Image.DecompressionBombError:  # PIL refuses to even open it: far past our own limit
