@@ -43,7 +43,7 @@ def _root() -> None:
 
 def _register_commands() -> None:
     # Each module adds its commands to `app` on import.
-    from . import convert, emotivetalk, evaluate, generate, info, render, synth, train, train_judges, ui  # noqa: F401
+    from . import batch, convert, emotivetalk, evaluate, generate, info, render, synth, train, train_judges, ui  # noqa: F401
 
 
 class Terminated(BaseException):
