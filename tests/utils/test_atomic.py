@@ -224,3 +224,12 @@ def test_generate_on_a_full_disk_is_one_line_and_keeps_the_earlier_video(portrai
     assert err.count("error:") == 1
     assert path.read_bytes() == before
     assert _siblings(path) == []
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path):
+    from dicetalk.errors import InputError
+
+    (tmp_path / "file.txt").write_text("x")
+    for dst in (tmp_path / "file.txt" / "out.mp4", "/proc/dicetalk-test/out.mp4"):
+        with pytest.raises(InputError, match=r"^cannot write .*out\.mp4: "):
+            atomic.write_bytes(dst, b"x")

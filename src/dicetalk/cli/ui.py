@@ -13,7 +13,7 @@ from .main import app
 def ui(
     weights: Path | None = typer.Option(None, help="Weights folder (default: the embedded model)."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; anything but loopback (e.g. 0.0.0.0) needs --auth/--auth-file or --insecure."),
-    port: int = typer.Option(7860),
+    port: int = typer.Option(7860, min=0, max=65535, help="Port to serve on (0: any free port)."),
     device: str = typer.Option("auto"),
     auth: list[str] | None = typer.Option(
         None, help="Require a login, user:password (repeatable). Visible to other users of this machine in the process list: prefer --auth-file."

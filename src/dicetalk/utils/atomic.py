@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import DiskFullError
+from ..errors import DiskFullError, InputError
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
@@ -95,6 +95,17 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
+def _cannot_write(dst: Path) -> Iterator[None]:
+    """A folder that cannot be made or written to (read-only, a file in the way, /proc): one line."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise
+        raise InputError(f"cannot write {dst}: {exc.strerror or type(exc).__name__}") from None
+
+
+@contextlib.contextmanager
 def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``dst`` (same suffix, so writers pick the right format).
 
@@ -104,9 +115,10 @@ def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
     """
     dst = Path(dst)
     with _disk_full_as_one_line(dst):
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(dst)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.{os.getpid()}.", suffix=f"{dst.suffix}.tmp{dst.suffix}", dir=dst.parent)
+        with _cannot_write(dst):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temporaries(dst)
+            fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.{os.getpid()}.", suffix=f"{dst.suffix}.tmp{dst.suffix}", dir=dst.parent)
         os.close(fd)
         tmp_path = Path(tmp)
         try:
@@ -128,8 +140,9 @@ def atomic_dir(dst: str | os.PathLike) -> Iterator[Path]:
     if old.is_dir() and not dst.exists():  # a kill between the two renames below: the earlier folder comes back
         os.replace(old, dst)
     with _disk_full_as_one_line(dst):
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+        with _cannot_write(dst):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
         try:
             yield tmp
             _fsync_tree(tmp)
