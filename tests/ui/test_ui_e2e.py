@@ -211,6 +211,7 @@ def test_bad_inputs_get_one_line_of_ours_without_paths(server, client, portrait_
         (dict(recipe="stepz=2"), "unknown field 'stepz'"),
         (dict(recipe="size=4096,decode_chunk=100000"), "recipe: size 4096 is over this server's limit of"),  # the defect of issue 37
         (dict(recipe="release"), "recipe: size 512 is over this server's limit of"),  # a named recipe's own fields count too
+        (dict(frame="both"), "frame must be one of full, crop"),
     ]
     for change, expected in cases:
         args = _job_args(portrait_png, speech_wav)

@@ -25,6 +25,11 @@ def generate_command(
     model: str = typer.Option("dicetalk", help="dicetalk, or emotivetalk (EmotiveTalk's parts on the same weights)."),
     weights: Path | None = typer.Option(None, help="Weights folder (project layout or convert-official output); default: the embedded model."),
     crop: bool = typer.Option(True, "--crop/--no-crop", help="Detect the face and crop a square around it."),
+    frame: str = typer.Option(
+        "full", help="full: the whole photo at its own size, the generated face pasted back; crop: only the model's crop. "
+        "Without a crop (--no-crop) the video is the whole image either way.",
+    ),
+    max_side: int = typer.Option(1920, help="The full frame's longer side at most this many pixels (16..8192; the photo is scaled down to it)."),
     size: int | None = typer.Option(None, help="Resize the output so its short side has this many pixels, 16..4096 (default: as generated; the generation size is the recipe's `size`)."),
     recipe: str | None = typer.Option(
         None,
@@ -62,6 +67,8 @@ def generate_command(
         model=model,
         weights=weights,
         crop=crop,
+        frame=frame,
+        max_side=max_side,
         size=size,
         recipe=recipe,
         steps=steps,

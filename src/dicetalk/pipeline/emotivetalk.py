@@ -106,7 +106,7 @@ def generate_emotivetalk(
     ``on_voice_emotion(emotion, probability)``: what the voice was read as (``speech`` with a read-out).
     """
     from ..utils.media import VideoWriter
-    from .generate import check_options, face_layout_of, load_speech, portrait_for, resize_short_side, resolve_device, stage_reporter
+    from .generate import check_options, face_layout_of, load_speech, output_frames, portrait_for, resolve_device, stage_reporter
     from .pipeline_emotivetalk import check_speech_request, parse_request
 
     report = stage_reporter(opts, progress, cancel)
@@ -129,10 +129,11 @@ def generate_emotivetalk(
         pipeline.set_performance(performance)
     recipe = opts.resolve_recipe(pipeline.recipe)
     generator = torch.Generator().manual_seed(opts.seed)
+    convert = output_frames(opts, portrait)
     with VideoWriter(opts.output, recipe.fps, audio=audio) as writer:
 
         def sink(frames: np.ndarray) -> None:
-            writer.write(frames if opts.size is None else resize_short_side(frames, opts.size))
+            writer.write(convert(frames))
 
         out = pipeline(
             portrait.image, audio, request, recipe=recipe, face_mask=portrait.mask, windows_per_batch=opts.windows_per_batch,

@@ -7,6 +7,7 @@ speech. The output appears only when complete (atomic rename).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..errors import Cancelled, InputError
 from ..utils.faces import FaceLayout, layout_face_mask
 from ..utils.media import SPEECH_SAMPLE_RATE, VideoWriter, read_audio
 from .emotion_condition import EmotionSchedule, parse_emotion
-from .options import MODELS, GenerateOptions  # noqa: F401 - GenerateOptions is imported from here too
+from .options import GenerateOptions  # noqa: F401 - GenerateOptions is imported from here too
 from .portrait import Portrait, prepare_portrait
 
 SILENCE_RMS = 1e-4
@@ -58,7 +59,7 @@ def portrait_for(path: Path, crop: bool, layout: FaceLayout | None) -> Portrait:
     portrait = prepare_portrait(path, "layout" if crop else "none", layout)
     if not crop:
         return Portrait(portrait.image, None, portrait.face)
-    return Portrait(portrait.image, layout_face_mask(layout, portrait.image.shape[0]), portrait.face)
+    return dataclasses.replace(portrait, mask=layout_face_mask(layout, portrait.image.shape[0]))
 
 
 def face_layout_of(weights: Path | None) -> FaceLayout | None:
@@ -87,6 +88,24 @@ def resize_short_side(frames: np.ndarray, size: int) -> np.ndarray:
     if (height, width) == (h, w):
         return frames
     return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BICUBIC)) for f in frames])
+
+
+def output_frames(opts: GenerateOptions, portrait: Portrait) -> Callable[[np.ndarray], np.ndarray]:
+    """Generated frames -> the frames written: pasted back into the whole photo (``frame="full"``, when
+    a crop was taken), then resized to ``size``. The paste-back is set up once, on the first frames."""
+    paste = None
+
+    def convert(frames: np.ndarray) -> np.ndarray:
+        nonlocal paste
+        if opts.frame == "full" and portrait.box is not None:
+            if paste is None:
+                from .paste_back import PasteBack
+
+                paste = PasteBack(portrait, frames.shape[1:3], opts.max_side)
+            frames = paste.paste(frames)
+        return frames if opts.size is None else resize_short_side(frames, opts.size)
+
+    return convert
 
 
 def emotion_resolvers(pipe, prior_dim: int):
@@ -176,11 +195,12 @@ def generate_video(
     priors = schedule.per_frame(num_frames, recipe.generated_fps)
 
     generator = torch.Generator().manual_seed(opts.seed)
+    convert = output_frames(opts, portrait)
     with VideoWriter(opts.output, recipe.fps, audio=audio) as writer:
         start = time.perf_counter()
 
         def sink(frames: np.ndarray) -> None:
-            writer.write(frames if opts.size is None else resize_short_side(frames, opts.size))
+            writer.write(convert(frames))
             if writer.num_frames == len(frames) and on_first_frames is not None:
                 on_first_frames(time.perf_counter() - start)
 

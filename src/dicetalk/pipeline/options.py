@@ -16,6 +16,8 @@ transition                a finite number of seconds in [0, 60]
 windows_per_batch         a whole number 1..64
 device                    auto, cpu, mps, cuda or cuda:N
 model                     one of :data:`MODELS`
+frame                     full (the whole photo, the face pasted back) or crop (the model's crop)
+max_side                  a whole number of pixels 16..8192: the full frame's longer side at most
 output                    an .mp4 path that is not a folder
 ========================  ===========================================================
 """
@@ -34,6 +36,7 @@ from .recipe import SamplingRecipe, parse_recipe
 
 SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes any uint64; the top half would read as negative elsewhere
 MODELS = ("dicetalk", "emotivetalk")  # generate's systems: DICE-Talk, or EmotiveTalk on the same weights (pipeline/emotivetalk.py)
+FRAMES = ("full", "crop")  # what generate writes: the whole photo with the face pasted back, or the model's crop
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")
 
 
@@ -87,6 +90,8 @@ class GenerateOptions:
     stream: bool = False  # sample in segments and write each as soon as it is done (see pipeline/streaming.py)
     performance: str | None = None  # speed switches, e.g. "fast" (see pipeline/performance.py); None: none
     model: str = "dicetalk"  # one of MODELS
+    frame: str = "full"  # one of FRAMES; "full" needs a crop (without one the video is the whole image already)
+    max_side: int = 1920  # the full frame's longer side at most (the photo scaled down to it)
 
     def __post_init__(self) -> None:
         self.image, self.audio, self.output = Path(self.image), Path(self.audio), Path(self.output)
@@ -97,6 +102,9 @@ class GenerateOptions:
             raise InputError(f"unknown model {self.model!r}; expected one of {', '.join(MODELS)}")
         if self.size is not None:
             self.size = whole_number("size", self.size, 16, 4096)
+        if self.frame not in FRAMES:
+            raise InputError(f"unknown frame {self.frame!r}; expected one of {', '.join(FRAMES)}")
+        self.max_side = whole_number("max_side", self.max_side, 16, 8192)
         self.seed = check_seed(self.seed)
         if not isinstance(self.device, str) or not _DEVICE.match(self.device):
             raise InputError(f"unknown device {self.device!r}; use cpu, cuda, cuda:N or auto")

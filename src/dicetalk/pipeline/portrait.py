@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..utils.faces import SYNTHETIC_LAYOUT, Face, FaceLayout, detect_face, layout_crop, release_crop, release_face_mask
+from ..utils.faces import SYNTHETIC_LAYOUT, Face, FaceLayout, detect_face, layout_crop, layout_crop_box, release_crop, release_crop_box, release_face_mask
 from ..utils.image import load_image
 
 CROP_MODES = ("release", "layout", "none")
@@ -33,11 +33,15 @@ CROP_MODES = ("release", "layout", "none")
 @dataclass(frozen=True)
 class Portrait:
     """``image`` (H, W, 3) uint8 RGB at its own resolution; ``mask`` (H, W) uint8 in {0, 255} or
-    None; ``face`` the detected face in ``image``'s coordinates, or None."""
+    None; ``face`` the detected face in ``image``'s coordinates, or None. ``photo`` and ``box``: the
+    whole photo and where ``image`` was cut from it, ``(x0, y0, width, height)`` in the photo's pixels
+    (it may run past the photo's border) — the crop's inverse, for pasting back (None: no crop)."""
 
     image: np.ndarray
     mask: np.ndarray | None
     face: Face | None
+    photo: np.ndarray | None = None
+    box: tuple[int, int, int, int] | None = None
 
 
 def prepare_portrait(path: str | os.PathLike, crop: str = "release", layout: FaceLayout | None = None) -> Portrait:
@@ -55,9 +59,15 @@ def prepare_portrait(path: str | os.PathLike, crop: str = "release", layout: Fac
         if crop != "none":
             raise InputError(f"{path}: no face found (use --no-crop to animate the whole image as it is)")
         return Portrait(image, None, None)
+    photo, box = image, None
     if crop == "release":
+        x0, y0, x1, y1 = release_crop_box(face.box, *image.shape[:2])
         image, face = release_crop(image, face)
+        box = (x0, y0, x1 - x0, y1 - y0)
     elif crop == "layout":
-        image, face = layout_crop(image, face, SYNTHETIC_LAYOUT if layout is None else layout)
+        layout = SYNTHETIC_LAYOUT if layout is None else layout
+        x0, y0, n = layout_crop_box(face, layout)
+        image, face = layout_crop(image, face, layout)
+        box = (x0, y0, n, n)
     h, w = image.shape[:2]
-    return Portrait(image, release_face_mask(face.box, h, w), face)
+    return Portrait(image, release_face_mask(face.box, h, w), face, photo if box else None, box)

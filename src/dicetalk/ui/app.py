@@ -38,7 +38,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import Cancelled, DiceTalkError, InputError
-from ..pipeline.options import SEED_MAX
+from ..pipeline.options import FRAMES, SEED_MAX
 from .checks import check_exposure, page_text, public_message
 from .jobs import JobBoard, QueueView
 from .workspace import Workspace
@@ -46,7 +46,7 @@ from .workspace import Workspace
 log = logging.getLogger("dicetalk.ui")
 
 DEFAULT_EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised", "fear", "disgusted", "contempt")
-INPUTS = ("image", "audio", "emotion", "strength", "reference", "identity_scale", "emotion_scale", "steps", "seed", "crop", "recipe", "model", "source")
+INPUTS = ("image", "audio", "emotion", "strength", "reference", "identity_scale", "emotion_scale", "steps", "seed", "crop", "recipe", "model", "source", "frame")
 MODELS = {"DICE-Talk": "dicetalk", "EmotiveTalk": "emotivetalk"}  # the page's choice -> generate's --model
 SOURCES = ("speech", "label", "video")  # EmotiveTalk's emotion: the voice, the label above, or the reference video
 LABELS = {"image": "portrait", "audio": "speech", "reference": "reference video"}
@@ -95,6 +95,7 @@ class Checked:
     crop: bool
     recipe: str | None = None  # a sampling recipe spec on the model's own (the sliders above override its fields)
     model: str = "dicetalk"  # generate's --model
+    frame: str = "full"  # generate's --frame: the whole photo, or the model's crop
 
 
 def _path_of(payload: Any) -> str | None:
@@ -226,6 +227,9 @@ class DiceTalkUI:
         crop = values["crop"]
         if not isinstance(crop, bool):
             raise Rejected("crop must be true or false", "crop")
+        frame = values.get("frame", "full")
+        if frame not in FRAMES:
+            raise Rejected(f"frame must be one of {', '.join(FRAMES)}", "frame")
         recipe = self._check_recipe(values.get("recipe"), int(steps_value))
         audio_seconds = self.board.audio_length(str(audio))
         if reference is not None:
@@ -235,7 +239,7 @@ class DiceTalkUI:
         if decode:
             self._check_portrait(image, crop)
             audio_seconds = self._check_speech(audio, spec == "speech" and model == "emotivetalk")
-        return Checked(image, audio, audio_seconds, spec, reference, identity_scale, emotion_scale, int(steps_value), int(seed_value), crop, recipe, model)
+        return Checked(image, audio, audio_seconds, spec, reference, identity_scale, emotion_scale, int(steps_value), int(seed_value), crop, recipe, model, frame)
 
     def _check_model(self, model: Any, source: Any, label: str, reference: Path | None) -> tuple[str, str]:
         """(generate's --model, its --emotion) of the page's system and emotion source."""
@@ -389,7 +393,7 @@ class DiceTalkUI:
         opts = GenerateOptions(
             image=checked.image, audio=checked.audio, output=out, emotion=checked.emotion, weights=self.weights, crop=checked.crop,
             recipe=checked.recipe, steps=checked.steps, identity_scale=checked.identity_scale, emotion_scale=checked.emotion_scale, seed=checked.seed,
-            device=self.device, max_seconds=self.settings.max_audio_seconds, model=checked.model,
+            device=self.device, max_seconds=self.settings.max_audio_seconds, model=checked.model, frame=checked.frame,
         )  # fmt: skip
         pipe = self.emotive if checked.model == "emotivetalk" else self.pipe
 
@@ -452,6 +456,7 @@ class DiceTalkUI:
                         )  # a slider needs two ends
                         seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                         crop = gr.Checkbox(value=True, label="Detect and crop the face")
+                        frame = gr.Radio(list(FRAMES), value="full", label="Video: the whole photo (full) or the face's crop", elem_id="frame")
                         recipe = gr.Textbox(
                             value="", label="Sampling recipe (advanced)", elem_id="recipe", max_lines=1,
                             placeholder="e.g. release, or sampler=dpmpp-2m,guidance_interval=0.05:5 (fields of `dicetalk generate --recipe`)",
@@ -459,19 +464,19 @@ class DiceTalkUI:
                     button = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column():
                     video = gr.Video(label="Result", elem_id="result", autoplay=False)
-            inputs = [image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source]
+            inputs = [image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source, frame]
 
             def validate(
-                image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source, request: gr.Request
+                image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source, frame, request: gr.Request
             ):
-                args = (image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source)
+                args = (image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source, frame)
                 return self.validate(*args, request)
 
             def run_job(
-                image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source,
+                image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source, frame,
                 request: gr.Request, progress=gr.Progress(),
             ):  # fmt: skip
-                args = (image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source)
+                args = (image, audio, emotion, strength, reference, identity_scale, emotion_scale, steps, seed, crop, recipe, model, source, frame)
                 return self.run(*args, request, progress)
 
             # preprocess=False: the function gets the uploads' paths; gradio decodes nothing (its
