@@ -65,17 +65,27 @@ class PasteBack:
         self.fade = fade.astype(np.float32)[..., None][self.inside]
         self.ring = ((mask > 0) & (mask < 1))[self.inside]
         self.output_shape = self.background.shape
+        self._under_rest = None
 
     def paste(self, frames: np.ndarray) -> np.ndarray:
         from PIL import Image
 
-        out = np.repeat(self.background[None], len(frames), axis=0)
-        under = self.background[self.region].astype(np.float32)
+        if self._under_rest is None:  # what the photo adds to every frame, computed once
+            under = self.background[self.region].astype(np.float32)
+            self._under_rest = under * (1 - self.mask)
+            self._under_ring = under[self.ring].mean(axis=0)
+            self._mask_fade = self.mask * self.fade
+            self._ring_index = np.flatnonzero(self.ring)
+        out = np.empty((len(frames), *self.output_shape), np.uint8)
+        out[:] = self.background
         for k, frame in enumerate(frames):
             crop = np.asarray(Image.fromarray(frame).resize(self.size, Image.BICUBIC), dtype=np.float32)[self.inside]
-            if self.ring.any():
-                drift = (under[self.ring] - crop[self.ring]).mean(axis=0)  # per channel: what the crop's edge is off by
-                crop += self.fade * drift
-            blended = under + self.mask * (crop - under)
-            out[k][self.region] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+            # photo * (1 - mask) + mask * (crop + fade * drift): the drift is what the crop's edge is off by
+            drift = self._under_ring - crop.reshape(-1, 3)[self._ring_index].mean(axis=0) if len(self._ring_index) else np.zeros(3, np.float32)
+            crop *= self.mask
+            crop += self._under_rest
+            crop += self._mask_fade * drift.astype(np.float32)
+            crop += 0.5
+            np.clip(crop, 0, 255, out=crop)
+            out[k][self.region] = crop
         return out
