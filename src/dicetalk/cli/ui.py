@@ -22,12 +22,15 @@ def ui(
     insecure: bool = typer.Option(False, "--insecure", help="Serve a non-loopback --host without a login."),
     max_upload_mb: int = typer.Option(50, min=1, help="Largest accepted upload."),
     max_audio_seconds: float = typer.Option(60.0, min=1.0, help="Longest accepted speech (a CPU spends several seconds per second of speech)."),
-    max_steps: int = typer.Option(50, min=1, help="Most denoising steps a job may ask for (the Steps slider and the recipe box alike)."),
+    max_steps: int = typer.Option(
+        50, min=1, help="Most denoising steps a job may ask for (the Steps slider and the recipe box alike; a heun step counts twice: it runs the model twice)."
+    ),
     max_size: int | None = typer.Option(
         None, min=16, help="Largest frame size (short side, pixels) a job's recipe may ask for; default: the model's own size. Cost grows with its square."
     ),
     max_fps: float | None = typer.Option(
-        None, min=1.0, help="Most output frames per second a job's recipe may ask for (fps; interpolated frames count); default: the model's own fps."
+        None, min=1.0, help="Most output frames per second a job's recipe may ask for (its fps: every frame of the video, interpolated ones too; "
+        "interpolation only generates fewer of them); default: the model's own fps.",
     ),
     max_decode_chunk: int | None = typer.Option(
         None, min=1, help="Most frames a job's recipe may decode at once (decode_chunk: memory); default: the model's own."
@@ -43,9 +46,9 @@ def ui(
 
     What one job may cost is bounded whichever field asks for it: speech length (--max-audio-seconds), steps
     (--max-steps), frame size (--max-size), output frames per second (--max-fps), frames decoded at once
-    (--max-decode-chunk) and the windows' overlap (at most half a window), all checked on the job's final
-    recipe before it joins the queue; uploads by --max-upload-mb, waiting jobs by --queue-size and
-    --jobs-per-session."""
+    (--max-decode-chunk) and the windows' overlap (at most half a window, in either layout), all checked
+    on the job's final recipe before it joins the queue; a refusal names the limit. Uploads are bounded by
+    --max-upload-mb, waiting jobs by --queue-size and --jobs-per-session."""
     from ..ui.checks import check_exposure, parse_auth
 
     logins = parse_auth(auth, auth_file)

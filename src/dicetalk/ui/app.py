@@ -136,19 +136,33 @@ class CostLimits:
 
     def problem(self, recipe) -> str | None:
         """One line naming the first limit ``recipe`` is over, or None."""
+        # Either layout: circular windows start window - overlap apart, so overlap window - 1 would mean
+        # a window per frame (window times the work); at most half a window, windows at most double.
         overlap, _ = recipe.window_layout(self.window)
         checks = [
-            (recipe.steps > self.steps, f"steps {recipe.steps} is over this server's limit of {self.steps} (--max-steps)"),
+            (denoiser_evaluations(recipe) > self.steps, _steps_problem(recipe, self.steps)),
             ((recipe.size or self.native_size) > self.size, f"size {recipe.size or self.native_size} is over this server's limit of {self.size} pixels (--max-size)"),
             (recipe.fps > self.fps, f"fps {recipe.fps:g} is over this server's limit of {self.fps:g} frames per second (--max-fps)"),
             (recipe.decode_chunk > self.decode_chunk, f"decode_chunk {recipe.decode_chunk} is over this server's limit of {self.decode_chunk} frames (--max-decode-chunk)"),
-            (recipe.windows == "blend" and overlap > self.window // 2, f"overlap {overlap} is over this server's limit of {self.window // 2} frames (half a window)"),
+            (overlap > self.window // 2, f"overlap {overlap} is over this server's limit of {self.window // 2} frames (half a window)"),
         ]  # fmt: skip
         return next((message for bad, message in checks if bad), None)
 
     def describe(self) -> str:
-        return (f"at most {self.steps} steps, {self.size} px frames, {self.fps:g} frames per second, "
-                f"decoding {self.decode_chunk} frames at a time")  # fmt: skip
+        return (f"at most {self.steps} steps (heun's count twice), {self.size} px frames, {self.fps:g} frames per second, "
+                f"decoding {self.decode_chunk} frames at a time, windows overlapping by {self.window // 2} frames")  # fmt: skip
+
+
+def denoiser_evaluations(recipe) -> int:
+    """UNet passes (each over every window and branch): heun corrects every step but the last (to noise 0)."""
+    return 2 * recipe.steps - 1 if recipe.sampler == "heun" else recipe.steps
+
+
+def _steps_problem(recipe, limit: int) -> str:
+    if recipe.sampler != "heun":
+        return f"steps {recipe.steps} is over this server's limit of {limit} (--max-steps)"
+    passes = denoiser_evaluations(recipe)
+    return f"{recipe.steps} heun steps are {passes} denoiser passes, over this server's limit of {limit} (--max-steps; heun's steps count twice)"
 
 
 class DiceTalkUI:
@@ -256,7 +270,8 @@ class DiceTalkUI:
         return "emotivetalk", {"speech": "speech", "label": label, "video": str(reference)}[source]
 
     def _check_recipe(self, spec: Any, steps: int) -> str | None:
-        """The advanced recipe spec, checked as `generate --recipe` checks it (the step limit applies to it too)."""
+        """The advanced recipe spec, checked as `generate --recipe` checks it, then against the
+        server's limits on the recipe the job will run (the box on the model's own, then the slider's steps)."""
         from ..pipeline.recipe import parse_recipe
 
         spec = (spec or "").strip() if isinstance(spec, str) or spec is None else None
@@ -264,13 +279,20 @@ class DiceTalkUI:
             raise Rejected("recipe must be text", "recipe")
         if len(spec) > 500:
             raise Rejected("recipe: at most 500 characters", "recipe")
+        own = self.pipe.recipe
         try:
-            final = parse_recipe(spec or None, self.pipe.recipe).replace(steps=steps)  # every field merged, as the job will run
+            asked = parse_recipe(spec or None, own)
+            final = asked.replace(steps=steps)  # every field merged, as the job will run
         except InputError as exc:
             raise Rejected(page_text(str(exc)), "recipe") from None
-        problem = self.limits.problem(final)
+        # Steps the box asks for are refused too, though the slider's run: a visitor who typed steps=500
+        # learns the limit instead of silently getting the slider's.
+        problem = self.limits.problem(final) or (asked.steps != own.steps and self.limits.problem(asked))
         if problem:
             raise Rejected(f"recipe: {problem}", "recipe")
+        if final.interpolation > 1 and getattr(self.pipe, "frame_interpolator", None) is None:  # else the job fails after its wait
+            message = f"recipe: interpolation {final.interpolation} needs a frame interpolator, and this server's model has none (use interpolation=1)"
+            raise Rejected(message, "recipe")
         return spec or None
 
     def _check_portrait(self, image: Path, crop: bool) -> None:
@@ -460,6 +482,7 @@ class DiceTalkUI:
                         recipe = gr.Textbox(
                             value="", label="Sampling recipe (advanced)", elem_id="recipe", max_lines=1,
                             placeholder="e.g. release, or sampler=dpmpp-2m,guidance_interval=0.05:5 (fields of `dicetalk generate --recipe`)",
+                            info="On the model's own recipe; the sliders above set steps and guidance; the limits above apply to the result.",
                         )  # fmt: skip
                     button = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column():
