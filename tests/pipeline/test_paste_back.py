@@ -65,6 +65,16 @@ def test_the_colour_drift_of_the_crop_is_matched_at_its_border():
     assert np.abs(out[100, 100] - 148).max() <= 1  # the middle: the generated crop's own
 
 
+def test_a_crop_larger_than_its_box_is_averaged_down_without_aliasing():
+    """The release's 512 px crop into a smaller face box: area averaging, so a 1-pixel checker becomes its mean."""
+    image = np.full((300, 300, 3), 128, np.uint8)
+    box = (100, 100, 100, 100)
+    checker = ((np.indices((512, 512)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    generated = np.repeat(checker[None, ..., None], 3, axis=3)
+    out = PasteBack(Portrait(cut(image, box), None, None, image, box), (512, 512)).paste(generated)[0].astype(int)
+    assert np.abs(out[130:170, 130:170] - 128).max() <= 5  # bicubic aliases it into 1..254
+
+
 def test_max_side_scales_the_photo_and_a_max_side_below_the_crop_is_refused():
     image = photo(1000, 1500)
     box = (600, 300, 300, 300)
