@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from dicetalk.utils.atomic import atomic_path
+from dicetalk.utils.media import read_video
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 DICETALK = [str(Path(sys.executable).with_name("dicetalk"))]  # the installed command, as a user runs it
@@ -42,10 +45,12 @@ def scene(portrait: Image.Image, size=(960, 540)) -> Image.Image:
 
 
 def frames_of(video: Path) -> np.ndarray:
-    sys.path.insert(0, str(ROOT / "src"))
-    from dicetalk.utils.media import read_video
+    return read_video(video, with_audio=False).frames
 
-    return np.stack(read_video(video, with_audio=False).frames)
+
+def save_png(image: np.ndarray, path: Path) -> None:
+    with atomic_path(path) as tmp:  # a failed run leaves the README's picture as it was
+        Image.fromarray(image).save(tmp, optimize=True)
 
 
 def main() -> int:
@@ -57,7 +62,7 @@ def main() -> int:
         frames = frames_of(demo)
         picks = np.linspace(0, len(frames) - 1, 6).round().astype(int)
         strip = np.concatenate([np.asarray(Image.fromarray(frames[i]).resize((128, 128), Image.NEAREST)) for i in picks], axis=1)
-        Image.fromarray(strip).save(DOCS / "demo_strip.png", optimize=True)
+        save_png(strip, DOCS / "demo_strip.png")
 
         photo = scene(Image.open(ROOT / "examples" / "portrait.png").convert("RGB"))
         photo.save(tmp / "photo.png")
@@ -68,7 +73,7 @@ def main() -> int:
         half = (480, 270)
         pair = np.concatenate([np.asarray(photo.resize(half, Image.LANCZOS)), np.full((270, 8, 3), 255, np.uint8),
                                np.asarray(Image.fromarray(frame).resize(half, Image.LANCZOS))], axis=1)  # fmt: skip
-        Image.fromarray(pair).save(DOCS / "full_frame.png", optimize=True)
+        save_png(pair, DOCS / "full_frame.png")
     print(f"wrote {DOCS / 'demo_strip.png'} and {DOCS / 'full_frame.png'}")
     return 0
 

@@ -70,8 +70,8 @@ class PasteBack:
         self.fade = np.ascontiguousarray(np.repeat(fade.astype(np.float32)[inside][..., None], 3, axis=2))
         self.ring = ((mask > 0) & (mask < 1))[inside].astype(np.uint8)
         self.has_ring = bool(self.ring.any())
-        under = self.background[self.region]
-        self._under_ring = np.array(cv2.mean(under, self.ring)[:3]) if self.has_ring else np.zeros(3)
+        self.under = np.ascontiguousarray(self.background[self.region])  # the photo behind the crop, blended every frame
+        self._under_ring = np.array(cv2.mean(self.under, self.ring)[:3]) if self.has_ring else np.zeros(3)
         self.output_shape = self.background.shape
         # Upscaling: bicubic; downscaling: area averaging (bicubic would alias).
         self._filter = cv2.INTER_CUBIC if self.size[0] * self.size[1] >= generated[0] * generated[1] else cv2.INTER_AREA
@@ -79,7 +79,6 @@ class PasteBack:
     def paste(self, frames: np.ndarray) -> np.ndarray:
         out = np.empty((len(frames), *self.output_shape), np.uint8)
         out[:] = self.background
-        under = self.background[self.region]
         for k, frame in enumerate(frames):
             crop = np.ascontiguousarray(np.asarray(frame, np.uint8))
             if crop.shape[1::-1] != self.size:
@@ -89,5 +88,5 @@ class PasteBack:
                 drift = self._under_ring - np.array(cv2.mean(crop, self.ring)[:3])
                 crop = cv2.add(crop, cv2.multiply(self.fade, (*drift, 0.0)), dtype=cv2.CV_8U)
             # photo * (1 - mask) + mask * crop, rounded and saturated to uint8 in one pass
-            out[k][self.region] = cv2.blendLinear(crop, under, self.mask, self.photo_share)
+            out[k][self.region] = cv2.blendLinear(crop, self.under, self.mask, self.photo_share)
         return out
