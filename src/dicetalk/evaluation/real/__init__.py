@@ -1,0 +1,1 @@
+"""Judges for real faces: identity, lip sync, emotion, mouth landmarks."""
