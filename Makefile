@@ -30,6 +30,10 @@ $(STAMP): pyproject.toml | system-packages
 	# The CPU build first, pinned: an unpinned torch would pull several GB of CUDA packages.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[ui,dev]'
+	# Test-only: the reference code the real-face judges' tests compare ours with (SyncNet; FID's
+	# InceptionV3). Their declared dependencies (torchvision, scenedetect, opencv-contrib) are not
+	# needed for that and are not installed.
+	$(BIN)/pip install -q --no-deps syncnet-python==0.2.3 torch-fidelity==0.4.0
 	touch $(STAMP)
 
 clean:

@@ -60,7 +60,7 @@ def test_a_silent_video_is_scored_without_lip_sync(heldout_portrait, heldout_cli
         (["{video}", "--portrait", "{video}"], "not a readable image"),
         (["{missing}", "--portrait", "{portrait}"], "is not one"),
         (["{video}", "--portrait", "{portrait}", "--reference", "{portrait}"], "needs no --reference"),
-        (["{video}", "--audio", "{video}"], "--audio and --drift go with"),
+        (["{video}", "--audio", "{video}"], "--audio, --drift and --report go with"),
     ],
 )
 def test_bad_inputs_get_one_line(heldout_clips, heldout_portrait, tmp_path, capsys, args, message):

@@ -132,7 +132,8 @@ def test_embeddings_report_clustering_strength(tmp_path, capsys):
         (["evaluate"], "exactly one of"),
         (["evaluate", "{generated}"], "--reference"),
         (["evaluate", "{empty}", "--reference", "{world}"], "no .mp4 videos"),
-        (["evaluate", "{generated}", "--reference", "{empty}"], "no splits.json"),
+        (["evaluate", "{generated}", "--reference", "{empty}", "--judges", "synthetic"], "no splits.json"),
+        (["evaluate", "{generated}", "--reference", "{empty}"], "no reference clip 'mead/"),  # not a world: the real judges' layout
         (["evaluate", "{nowhere}", "--reference", "{world}"], "no such folder"),
         (["evaluate", "--ground-truth", "--reference", "{world}", "--split", "dev"], "split must be"),
         (["evaluate", "--ground-truth", "--reference", "{world}", "--split", "train"], "split must be val or test"),

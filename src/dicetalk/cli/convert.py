@@ -40,11 +40,22 @@ def convert_official(
 
 @app.command()
 def download(
-    target: Path = typer.Argument(..., help="Folder to fill with the authors' release (their layout)."),
-    mirror: Path | None = typer.Option(None, help="Read the hub repositories from this local folder (MIRROR/<owner>/<name>/) instead."),
+    target: Path | None = typer.Argument(None, help="Folder to fill with the authors' release (their layout); with --judges, where the real judges go (default: the user cache)."),
+    mirror: Path | None = typer.Option(None, help="Read the files from this local folder instead (release: MIRROR/<owner>/<name>/; judges: see docs/evaluation.md)."),
     revision: str | None = typer.Option(None, help="Hub revision (branch, tag or commit)."),
+    judges: bool = typer.Option(False, "--judges", help="Instead: fetch the real-face judges (SyncNet, EMO-AffectNet) and convert them to safetensors."),
 ) -> None:
-    """Download the DICE-Talk release (with its RIFE frame interpolator), SVD-xt (fp16) and whisper-tiny with huggingface_hub."""
+    """Download the DICE-Talk release (with its RIFE frame interpolator), SVD-xt (fp16) and whisper-tiny with huggingface_hub; or, with --judges, the real-face judges."""
+    from ..errors import InputError
+
+    if judges:
+        from ..evaluation.real.judges import download_real_judges
+
+        folder = download_real_judges(target, mirror=mirror, progress=typer.echo)
+        typer.echo(f"done: {folder} (dicetalk evaluate --judges real reads it; licences in {folder / 'judges.json'})")
+        return
+    if target is None:
+        raise InputError("missing TARGET folder for the release (or pass --judges for the real-face judges)")
     from ..convert.download import download_release
 
     download_release(target, mirror=mirror, revision=revision, progress=typer.echo)

@@ -35,15 +35,21 @@ def evaluate(
     resamples: int = typer.Option(1000, min=0, help="Bootstrap resamples of the 95 % intervals (0: none)."),
     frechet_resamples: int = typer.Option(200, min=0, help="Bootstrap resamples of the FID / FVD intervals (at most --resamples; 0: none)."),
     seed: int = seed_option("Seed of the bootstrap resamples."),
-    judges: Optional[Path] = typer.Option(None, "--judges", help="Judges folder (default: those shipped with dicetalk)."),
+    judges: Optional[str] = typer.Option(
+        None, "--judges", help="real, synthetic, or a judges folder (default: synthetic for synthetic-world inputs, real otherwise)."
+    ),
+    identity: str = typer.Option("dlib", "--identity", help="With the real judges: the face recogniser of F-SIM, dlib or arcface (needs onnxruntime and the model file)."),
+    report_page: Optional[Path] = typer.Option(None, "--report", help="With VIDEO --portrait IMG and the real judges: write a self-contained HTML page (frames and charts)."),
     per_video: Optional[bool] = typer.Option(None, "--per-video/--summary-only", help="Print one line per video (default: when 30 videos or fewer)."),
-    threads: int = typer.Option(1, min=1, help="torch CPU threads (the judges are tiny: more threads gain little)."),
+    threads: Optional[int] = typer.Option(
+        None, min=1, help="torch CPU threads (default: 1 for the tiny synthetic judges, every core for the real ones)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Score generated videos with the judges (or ground-truth clips, or embeddings; or compare two reports) and print a table.
 
     \b
-    dicetalk evaluate VIDEO.mp4 --portrait IMG --json out.json
+    dicetalk evaluate VIDEO.mp4 --portrait IMG --json out.json --report report.html
     dicetalk evaluate GENERATED_DIR --reference DATASET_DIR --json report.json
     dicetalk evaluate --ground-truth --reference DATASET_DIR --split test --json report.json
     dicetalk evaluate --compare A.json B.json --json comparison.json
@@ -54,10 +60,12 @@ def evaluate(
     modes = sum([generated is not None, ground_truth, embeddings is not None, compare is not None])
     if modes != 1:
         raise InputError("give exactly one of GENERATED_DIR, VIDEO --portrait IMG, --ground-truth, --embeddings FILE or --compare A.json B.json")
-    if (audio is not None or drift is not None) and portrait is None:
-        raise InputError("--audio and --drift go with VIDEO --portrait IMG")
+    if (audio is not None or drift is not None or report_page is not None) and portrait is None:
+        raise InputError("--audio, --drift and --report go with VIDEO --portrait IMG")
+    if identity not in ("dlib", "arcface"):
+        raise InputError(f"--identity must be dlib or arcface, got {identity!r}")
     if portrait is not None:
-        _score_one(generated, portrait, audio, reference, json_out, judges, threads, drift)
+        _score_one(generated, portrait, audio, reference, json_out, judges, threads, drift, identity, report_page, quiet)
         return
     if embeddings is not None:
         from ..evaluation.evaluate import embedding_report, format_embedding_report
@@ -71,23 +79,42 @@ def evaluate(
         result = compare_reports(*compare, resamples=resamples, seed=seed)
         _emit(format_comparison(result), result, json_out)
         return
-    _score(generated, reference, json_out, ground_truth, split, shift_seconds, resamples, frechet_resamples, seed, judges, per_video, threads, quiet)
+    _score(generated, reference, json_out, ground_truth, split, shift_seconds, resamples, frechet_resamples, seed, judges, per_video, threads, quiet, identity)
 
 
-def _score_one(video: Optional[Path], portrait: Path, audio: Optional[Path], reference: Optional[Path], json_out: Optional[Path], judges, threads: int, drift=None) -> None:
+def _judges_line(choice) -> str:
+    """The first line of every printout: which judges, and why."""
+    return f"judges: {choice.kind} ({choice.reason})"
+
+
+def _score_one(video, portrait, audio, reference, json_out, judges, threads: int, drift=None, identity: str = "dlib", report_page=None, quiet: bool = False) -> None:
     import sys
 
     import torch
 
     from ..errors import InputError
-    from ..evaluation.judges import load_judges
-    from ..evaluation.single import format_single, score_video
+    from ..evaluation.choose import choose_judges, synthetic_on_real_warning
 
     if video is None or not video.is_file():
         raise InputError(f"--portrait scores one video file: {video} is not one")
     if reference is not None:
         raise InputError("--portrait needs no --reference: the portrait is the reference")
-    torch.set_num_threads(threads)
+    if not Path(portrait).is_file():
+        raise InputError(f"--portrait: {portrait} is not an image file")
+    choice = choose_judges(judges, [video, portrait])
+    torch.set_num_threads(threads or (torch.get_num_threads() if choice.real else 1))
+    if choice.real:
+        if drift is not None:
+            raise InputError("--drift compares with the synthetic judges: add --judges synthetic")
+        _score_one_real(video, portrait, audio, json_out, choice, identity, report_page, quiet)
+        return
+    if report_page is not None:
+        raise InputError("--report draws the real judges' time series: use --judges real")
+    note = synthetic_on_real_warning(choice, [video, portrait])  # said once the inputs proved usable
+    from ..evaluation.judges import load_judges
+    from ..evaluation.single import format_single, score_video
+
+    judges = choice.folder
     if drift is not None:
         import json
 
@@ -96,12 +123,39 @@ def _score_one(video: Optional[Path], portrait: Path, audio: Optional[Path], ref
         if not 0 < drift <= 600:
             raise InputError(f"--drift must be 0..600 seconds, got {drift:g}")
         report = drift_report(video, portrait, drift, load_judges(judges))
+        if note is not None:
+            print(f"warning: {note}", file=sys.stderr)
         _emit(json.dumps(report, indent=2), report, json_out)
         return
     report = score_video(video, portrait, load_judges(judges), audio=audio)
+    report["judges"].update(kind="synthetic", reason=choice.reason)
+    if note is not None:
+        report["warnings"].insert(0, note)
     for line in report["warnings"]:
         print(f"warning: {line}", file=sys.stderr)
-    _emit(format_single(report), report, json_out)
+    _emit(_judges_line(choice) + "\n" + format_single(report), report, json_out)
+
+
+def _score_one_real(video: Path, portrait: Path, audio, json_out, choice, identity: str, report_page, quiet: bool) -> None:
+    import sys
+
+    from ..evaluation.real.judges import load_real_judges
+    from ..evaluation.real.score import format_real, score_real_video
+
+    judges = load_real_judges(choice.folder, identity=identity)
+    step = None if quiet else (lambda name: print(f"  {name}...", file=sys.stderr, flush=True))
+    report = score_real_video(video, portrait, judges, audio=audio, progress=step, keep_frames=report_page is not None)
+    frames, boxes = report.pop("_frames", None), report.pop("_boxes", None)
+    report.pop("_mouths", None)
+    report["judges"]["reason"] = choice.reason
+    for line in report["warnings"]:
+        print(f"warning: {line}", file=sys.stderr)
+    _emit(_judges_line(choice) + "\n" + format_real(report), report, json_out)
+    if report_page is not None:
+        from ..evaluation.real.report import write_report
+
+        write_report(report_page, report, frames, boxes)
+        typer.echo(f"wrote {report_page}")
 
 
 def _emit(text: str, result: dict, json_out: Optional[Path]) -> None:
@@ -113,7 +167,7 @@ def _emit(text: str, result: dict, json_out: Optional[Path]) -> None:
         typer.echo(f"wrote {json_out}")
 
 
-def _score(generated, reference, json_out, ground_truth, split, shift_seconds, resamples, frechet_resamples, seed, judges, per_video, threads, quiet) -> None:
+def _score(generated, reference, json_out, ground_truth, split, shift_seconds, resamples, frechet_resamples, seed, judges, per_video, threads, quiet, identity="dlib") -> None:
     import sys
 
     import torch
@@ -127,11 +181,20 @@ def _score(generated, reference, json_out, ground_truth, split, shift_seconds, r
     check_split(split)
     if not 0 < shift_seconds <= 10:
         raise InputError(f"shift-seconds must be in (0, 10], got {shift_seconds}")
+    from ..evaluation.choose import choose_judges, synthetic_on_real_warning
+
+    choice = choose_judges(judges, [reference])
+    if choice.real:
+        _score_real(generated, reference, json_out, ground_truth, split, resamples, seed, choice, identity, per_video, threads, quiet)
+        return
+    judges = choice.folder
     from ..evaluation.data import read_splits
     from ..evaluation.judges import load_judges
 
     read_splits(reference)  # a clear error before any work if the reference is not a dataset folder
-    torch.set_num_threads(threads)
+    if (note := synthetic_on_real_warning(choice, [reference])) is not None:
+        print(f"warning: {note}", file=sys.stderr)
+    torch.set_num_threads(threads or 1)
     warnings: list[str] = []
     if ground_truth:
         items = collect_ground_truth(reference, split)
@@ -148,4 +211,27 @@ def _score(generated, reference, json_out, ground_truth, split, shift_seconds, r
     )
     for line in report["warnings"]:
         print(f"warning: {line}", file=sys.stderr)
-    _emit(format_report(report, per_video=per_video if per_video is not None else report["num_videos"] <= 30), report, json_out)
+    report["judges"].update(kind="synthetic", reason=choice.reason)
+    _emit(_judges_line(choice) + "\n" + format_report(report, per_video=per_video if per_video is not None else report["num_videos"] <= 30), report, json_out)
+
+
+def _score_real(generated, reference, json_out, ground_truth, split, resamples, seed, choice, identity, per_video, threads, quiet) -> None:
+    import sys
+
+    import torch
+
+    from ..errors import InputError
+    from ..evaluation.real.dataset import collect_real, format_real_table, score_items
+    from ..evaluation.real.judges import load_real_judges
+
+    items, warnings = collect_real(generated, reference, ground_truth=ground_truth, split=split)
+    if not items:
+        more = f"; {len(warnings) - 1} more skipped" if len(warnings) > 1 else ""
+        raise InputError(f"{generated}: no usable generated videos ({warnings[0].removeprefix('skipping ')}{more})")
+    if threads:
+        torch.set_num_threads(threads)
+    report = score_items(items, load_real_judges(choice.folder, identity=identity), ground_truth=ground_truth, progress=not quiet, warnings=warnings, resamples=resamples, seed=seed)
+    report["judges"]["reason"] = choice.reason
+    for line in report["warnings"]:
+        print(f"warning: {line}", file=sys.stderr)
+    _emit(_judges_line(choice) + "\n" + format_real_table(report, per_video=per_video if per_video is not None else report["num_videos"] <= 30), report, json_out)
