@@ -129,6 +129,8 @@ def test_a_killed_batch_resumes_without_rendering_a_job_twice(inputs, tiny_weigh
     assert first and all(r["state"] == "done" for r in first)
     done_before = {r["output"] for r in first}
     for video in out.glob("*.mp4"):
+        if video.name.startswith("."):
+            continue  # a temporary the kill interrupted (the next run removes it), not under an output's name
         assert read_video(video).frames.shape[0] > 0  # no half file under an output's name
     assert subprocess.run(argv, capture_output=True).returncode == 0
     second = records(out)[len(first):]
