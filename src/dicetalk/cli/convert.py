@@ -43,7 +43,7 @@ def download(
     target: Path | None = typer.Argument(None, help="Folder to fill with the authors' release (their layout); with --judges, where the real judges go (default: the user cache)."),
     mirror: Path | None = typer.Option(None, help="Read the files from this local folder instead (release: MIRROR/<owner>/<name>/; judges: see docs/evaluation.md)."),
     revision: str | None = typer.Option(None, help="Hub revision (branch, tag or commit)."),
-    judges: bool = typer.Option(False, "--judges", help="Instead: fetch the real-face judges (SyncNet, EMO-AffectNet) and convert them to safetensors."),
+    judges: bool = typer.Option(False, "--judges", help="Instead: fetch the real-face judges (SyncNet, EMO-AffectNet, InceptionV3, I3D) and convert them to safetensors."),
 ) -> None:
     """Download the DICE-Talk release (with its RIFE frame interpolator), SVD-xt (fp16) and whisper-tiny with huggingface_hub; or, with --judges, the real-face judges."""
     from ..errors import InputError

@@ -48,12 +48,14 @@ def moving_clip(path: Path, photo: Path, seconds: float = 2.0, side: int = 256) 
 @pytest.fixture(scope="module")
 def judges_dir(tmp_path_factory) -> Path:
     from dicetalk.evaluation.real.emotion import EmoAffectNet
+    from dicetalk.evaluation.real.frechet import InceptionFID
+    from dicetalk.evaluation.real.i3d import I3D
     from dicetalk.evaluation.real.syncnet import SyncNet
 
     folder = tmp_path_factory.mktemp("real-judges")
     torch.manual_seed(0)
-    SyncNet().save_pretrained(folder / "sync")
-    EmoAffectNet().save_pretrained(folder / "emotion")
+    for name, model in (("sync", SyncNet()), ("emotion", EmoAffectNet()), ("fid", InceptionFID()), ("fvd", I3D())):
+        model.save_pretrained(folder / name)
     return folder
 
 
@@ -94,7 +96,7 @@ def test_real_is_the_default_and_missing_judges_are_named(capsys, tmp_path, hopp
     assert out.startswith("judges: real (default: not a synthetic-world input)") and "dicetalk download --judges" in err
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["sync_c"] is None and report["emotion"] is None and report["fsim"] > 0.9
-    assert sorted(report["judges"]["missing"]) == ["emotion", "sync"]
+    assert sorted(report["judges"]["missing"]) == ["emotion", "fid", "fvd", "sync"]
 
 
 def test_synthetic_judges_on_a_real_face_warn(capsys, hopper_clip):
@@ -122,7 +124,9 @@ def test_a_folder_against_real_reference_clips(capsys, tmp_path, judges_dir, hop
     for key in ("emo_score", "sync_c", "sync_d", "fsim", "lmd"):
         ci = report[f"{key}_ci"]
         assert ci["low"] <= report[key] <= ci["high"], key
-    assert report["fid"] is None and "FID" in out and report["emo_score_n"] == 2
+    assert report["emo_score_n"] == 2 and report["fid_n"] == report["fvd_n"] == 2
+    for key in ("fid", "fvd"):  # one of the two videos is its source itself, the other a stranger
+        assert report[key] > 0 and report[f"{key}_ci"]["low"] <= report[key] <= report[f"{key}_ci"]["high"], key
 
 
 def test_the_synthetic_worlds_ground_truth_runs_on_the_real_judges(capsys, tmp_path, judges_dir, eval_world):
@@ -155,6 +159,8 @@ class _Marker:
 
 def test_download_judges_from_a_mirror_and_refuse_a_pickle_that_runs_code(capsys, tmp_path):
     from dicetalk.evaluation.real.emotion import EMOTION_WEIGHTS_FILE, EMOTION_WEIGHTS_REPO, EmoAffectNet
+    from dicetalk.evaluation.real.frechet import INCEPTION_FILE, InceptionFID
+    from dicetalk.evaluation.real.i3d import I3D, I3D_FILE
     from dicetalk.evaluation.real.judges import load_real_judges
     from dicetalk.evaluation.real.syncnet import SyncNet
 
@@ -164,11 +170,14 @@ def test_download_judges_from_a_mirror_and_refuse_a_pickle_that_runs_code(capsys
     syncnet, emotion = SyncNet().eval(), EmoAffectNet().eval()
     torch.save(syncnet.state_dict(), mirror / "syncnet_v2.model")
     torch.save(emotion.state_dict(), mirror / EMOTION_WEIGHTS_REPO / EMOTION_WEIGHTS_FILE)
+    torch.save(InceptionFID().state_dict(), mirror / INCEPTION_FILE)
+    torch.save(I3D().state_dict(), mirror / I3D_FILE)
     rc, out, err = run(capsys, "download", "--judges", tmp_path / "out", "--mirror", mirror)
     assert rc == 0, err
     manifest = json.loads((tmp_path / "out" / "judges.json").read_text())
     assert manifest["kind"] == "real" and "scientific" in manifest["licences"]["emotion"]
     judges = load_real_judges(tmp_path / "out")
+    assert judges.missing == [] and judges.fid is not None and judges.fvd is not None
     x = torch.rand(2, 3, 224, 224) * 255
     assert torch.allclose(judges.emotion(x), emotion(x), atol=1e-5)
 

@@ -16,9 +16,15 @@ Figures, each with a 95 % percentile-bootstrap interval over videos:
 - ``sync_c`` / ``sync_d``: SyncNet, reference protocol; ``fsim``: dlib cosine similarity;
 - ``lmd``: mouth landmark distance to the source clip (:func:`~.landmarks.lmd`).
 
-FID / FVD are not computed by the real judges: the maintained implementations (torchmetrics,
-torch-fidelity, pytorch-fid) all need torchvision, which this package does not depend on;
-the report says so (``fid`` / ``fvd`` None).
+- ``fid``: Fréchet distance of InceptionV3 pool3 features (:mod:`.frechet`, torch-fidelity's
+  network and weights, our code: the maintained packages need torchvision) of every
+  ``FID_EVERY``-th frame of the generated videos against the same frames of their sources;
+- ``fvd``: Fréchet distance of I3D logits (:mod:`.i3d`, VideoGPT's protocol) of consecutive
+  16-frame clips, generated against source.
+
+Both with intervals from resampled videos (:func:`~dicetalk.evaluation.stats.frechet_interval`),
+and only when the judges are downloaded (``dicetalk download --judges``); with ``--ground-truth``
+they compare the clips with themselves and are left out.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from .judges import RealJudges, load_real_judges
 PAPER_EMOTIONS = ("neutral", "happy", "surprised", "angry")
 AFFECTNET_EMOTIONS = ("neutral", "happy", "sad", "surprised", "fear", "disgusted", "angry")
 MEAN_KEYS = ("fsim", "sync_c", "sync_d", "lmd")
-FRECHET_NOTE = "FID / FVD need torchvision-based feature extractors (torchmetrics / torch-fidelity / pytorch-fid); not computed by the real judges"
+FID_EVERY = 5  # frames: neighbours are near duplicates, and InceptionV3 costs ~0.2 s a frame on a CPU
 
 
 @dataclass(frozen=True)
@@ -131,14 +137,36 @@ def _portrait_of(item: RealItem, cache: dict) -> np.ndarray:
     return cache[key]
 
 
-def _reference_mouths(item: RealItem, judges: RealJudges, cache: dict):
+def _video_features(judges: RealJudges, frames: np.ndarray) -> dict:
+    """FID rows (every FID_EVERY-th frame) and FVD rows (16-frame clips) of one video, where those judges exist."""
+    out = {}
+    if judges.fid is not None:
+        from .frechet import fid_features
+
+        out["fid"] = fid_features(judges.fid, frames[::FID_EVERY])
+    if judges.fvd is not None:
+        from .i3d import CLIP_LEN, fvd_features
+
+        if len(frames) >= CLIP_LEN:
+            out["fvd"] = fvd_features(judges.fvd, frames)
+    return out
+
+
+@dataclass
+class _Source:
+    mouths: np.ndarray
+    boxes: np.ndarray
+    features: dict
+
+
+def _source(item: RealItem, judges: RealJudges, cache: dict, with_features: bool) -> _Source:
     from .faces import locate_faces
     from .score import read_frames
 
     if item.reference not in cache:
         frames = read_frames(item.reference, with_audio=False)[0]
         boxes = locate_faces(frames, every=5, name=str(item.reference))
-        cache[item.reference] = (judges.landmarks.mouth(frames, boxes), boxes)
+        cache[item.reference] = _Source(judges.landmarks.mouth(frames, boxes), boxes, _video_features(judges, frames) if with_features else {})
     return cache[item.reference]
 
 
@@ -146,14 +174,16 @@ def score_items(items: list[RealItem], judges: RealJudges | None = None, ground_
     """Score every item, then the figures with intervals (module docstring); the report as a JSON-ready dict."""
     from tqdm import tqdm
 
-    from ..stats import LEVEL, mean_interval, resample_indices, with_interval
+    from ..stats import LEVEL, frechet_interval, mean_interval, resample_indices, weighted_frechet, with_interval
     from .landmarks import lmd
     from .score import score_real_video
 
     judges = judges or load_real_judges()
     warnings = list(warnings or [])
     started = time.perf_counter()
-    rows, portraits, mouths = [], {}, {}
+    rows, portraits, sources = [], {}, {}
+    generated_features: dict[str, list[np.ndarray]] = {"fid": [], "fvd": []}
+    generated_sources: dict[str, list[str]] = {"fid": [], "fvd": []}
     for item in tqdm(items, desc="evaluate (real judges)", unit="video", disable=not progress, dynamic_ncols=True):
         try:
             portrait = _portrait_of(item, portraits) if item.reference is not None or item.portrait is not None else None
@@ -163,8 +193,12 @@ def score_items(items: list[RealItem], judges: RealJudges | None = None, ground_
             row["correct"] = None if (report["emotion"] is None or item.emotion not in AFFECTNET_EMOTIONS) else bool(report["emotion"] == item.emotion)
             row["lmd"] = None
             if item.reference is not None and not ground_truth:
-                ref_mouths, ref_boxes = _reference_mouths(item, judges, mouths)
-                row["lmd"] = float(lmd(report["_mouths"], ref_mouths, report["_boxes"], ref_boxes))
+                source = _source(item, judges, sources, with_features=True)
+                row["lmd"] = float(lmd(report["_mouths"], source.mouths, report["_boxes"], source.boxes))
+                for key, features in _video_features(judges, report["_frames"]).items():
+                    if key in source.features:
+                        generated_features[key].append(features)
+                        generated_sources[key].append(str(item.reference))
             rows.append(row)
         except DiceTalkError as exc:
             warnings.append(f"skipping {item.name}: {exc}")
@@ -189,11 +223,26 @@ def score_items(items: list[RealItem], judges: RealJudges | None = None, ground_
         out[key] = value
         out[f"{key}_ci"] = with_interval(value, mean_interval(values, index) if resamples else None)
         out[f"{key}_n"] = len(finite)
+    notes = []
+    for key in ("fid", "fvd"):
+        gen, names = generated_features[key], generated_sources[key]
+        out[key] = out[f"{key}_ci"] = None
+        if ground_truth:
+            continue
+        if getattr(judges, key) is None:
+            notes.append(f"{key.upper()}: no {key} judge (dicetalk download --judges)")
+            continue
+        if not gen:
+            continue
+        reference = {name: sources[Path(name)].features[key] for name in set(names)}
+        x, y = np.concatenate(gen), np.concatenate([reference[n] for n in sorted(reference)])
+        value = weighted_frechet(x, np.ones(len(x)), y, np.ones(len(y)))
+        out[key] = value
+        out[f"{key}_ci"] = with_interval(value, frechet_interval(gen, names, reference, index[: min(resamples, 200)]) if resamples and value is not None else None)
+        out[f"{key}_n"] = len(gen)
     out.update(
         {
-            "fid": None,
-            "fvd": None,
-            "notes": [FRECHET_NOTE],
+            "notes": notes,
             "num_videos": len(rows),
             "videos": rows,
             "warnings": warnings + ([w] if (w := _missing(judges)) else []),

