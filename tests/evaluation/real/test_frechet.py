@@ -74,7 +74,7 @@ def fidelity(monkeypatch):
     """
     spec = importlib.util.find_spec("torch_fidelity")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("torch-fidelity (test-only reference, 'pip install --no-deps torch-fidelity==0.4.0') is not installed")
+        pytest.fail("torch-fidelity (test-only reference) is not installed: make setup installs it with --no-deps")
     pkg = types.ModuleType("torch_fidelity")
     pkg.__path__ = [spec.submodule_search_locations[0]]
     before = {name for name in sys.modules if name.startswith("torch_fidelity.")}
