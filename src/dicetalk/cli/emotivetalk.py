@@ -244,6 +244,44 @@ def train_edi_cmd(
     _report_trained("edi", edi, out, dry_run)
 
 
+@app.command("train-decoupler")
+def train_decoupler_cmd(
+    dataset: Path = typer.Argument(..., help="A 'dicetalk synth' world: its train split is fitted, its val split scored (OUT/val.json)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: pairs_*.safetensors, run/, decoupler/ (the trained module) and val.json."),
+    weights: Path | None = typer.Option(None, help="The model whose autoencoder makes the latents (default: the embedded model)."),
+    steps: int = typer.Option(3000, min=1),
+    batch: int = typer.Option(64, min=1, help="Latent pairs per step."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (cosine decay to 0)."),
+    frames_per_clip: int = typer.Option(8, min=1, help="Frames taken from each clip (the first and random others)."),
+    channels: int = typer.Option(64, min=8, help="Width of the decoupler's convolutions (a multiple of 8)."),
+    seed: int = seed_option(),
+    save_every: int = typer.Option(500, min=1),
+    resume: bool = typer.Option(False, "--resume"),
+    dry_run: bool = typer.Option(False, "--dry-run"),
+    threads: int | None = typer.Option(None),
+) -> None:
+    """Train EDI's reference decoupler: a portrait's latent -> the same face at its neutral expression."""
+    import torch
+
+    from ..errors import InputError
+    from ..pipeline.loading import load_pipeline
+    from ..training.decoupler import DecouplerOptions, train_decoupler
+
+    _threads(threads)
+    if channels % 8:
+        raise InputError(f"--channels must be a multiple of 8 (its group norm), got {channels}")
+    opts = DecouplerOptions(
+        dataset=str(dataset), out=str(out), weights=str(weights) if weights else None, steps=steps, batch=batch, lr=lr,
+        frames_per_clip=frames_per_clip, channels=channels, seed=seed, save_every=save_every,
+    )  # fmt: skip
+    pipe = load_pipeline(weights, dtype=torch.float32)
+    typer.echo(f"{opts}")
+    decoupler = train_decoupler(opts, pipe.vae.eval(), pipe.native_size, resume=resume, dry_run=dry_run)
+    if not dry_run:
+        typer.echo((out / "val.json").read_text().strip())
+    _report_trained("decoupler", decoupler, out, dry_run)
+
+
 @app.command("export-emotivetalk")
 def export_emotivetalk_cmd(
     into: Path | None = typer.Option(None, help="Weights folder to add EmotiveTalk's parts to (its emotivetalk/; default: the embedded model)."),
@@ -261,13 +299,15 @@ def export_emotivetalk_cmd(
     speech_strength: float = typer.Option(1.0, min=0.0, max=3.0, help="Strength a read emotion is expanded and rendered at."),
     anchor: bool = typer.Option(False, "--anchor/--no-anchor", help="A label's clip-level prior is DICE-Talk's prompt prior; the trajectory only moves it."),
     motion_scale: float = typer.Option(1.0, min=0.0, help="With --anchor: how far the trajectory moves the prior from frame to frame."),
+    decoupler: Path | None = typer.Option(None, help="train-decoupler's OUT/decoupler: EDI's reference decoupler (the portrait's expression out of the reference latent)."),
 ) -> None:
-    """Store trained V-AID, Di-CTE, EDI (and the voice read-out) with a weights folder, for `generate --model emotivetalk`."""
+    """Store trained V-AID, Di-CTE, EDI (and the voice read-out, the reference decoupler) with a weights folder, for `generate --model emotivetalk`."""
     import torch
 
     from ..errors import InputError
     from ..models.dicte import TrajectoryDenoiser
     from ..models.edi import ExpressionInjector
+    from ..models.reference_decoupler import ReferenceDecoupler
     from ..models.vaid import AudioDecoupler
     from ..models.voice_emotion import VoiceEmotionReader
     from ..pipeline.emotivetalk import check_parts, save_parts
@@ -276,7 +316,7 @@ def export_emotivetalk_cmd(
 
     if dtype not in ("float32", "float16"):
         raise InputError(f"dtype must be float32 or float16, got {dtype!r}")
-    for name, folder in (("vaid", vaid), ("dicte", dicte), ("edi", edi), ("voice", voice)):
+    for name, folder in (("vaid", vaid), ("dicte", dicte), ("edi", edi), ("voice", voice), ("decoupler", decoupler)):
         if folder is not None and not (folder / "config.json").is_file():
             raise InputError(f"--{name} {folder}: no trained module here")
     if speech_emotion == "read" and voice is None:
@@ -284,6 +324,7 @@ def export_emotivetalk_cmd(
     parts = {
         "vaid": AudioDecoupler.from_pretrained(vaid), "dicte": TrajectoryDenoiser.from_pretrained(dicte), "edi": ExpressionInjector.from_pretrained(edi),
         "voice": VoiceEmotionReader.from_pretrained(voice) if voice is not None else None,
+        "decoupler": ReferenceDecoupler.from_pretrained(decoupler) if decoupler is not None else None,
     }  # fmt: skip
     check_parts(load_pipeline(into), **parts)
     settings = EmotiveTalkSettings(

@@ -2,7 +2,8 @@
 
 A weights folder (the embedded default model included) carries EmotiveTalk as optional parts beside
 DICE-Talk's components, in ``emotivetalk/``: ``vaid/``, ``dicte/``, ``edi/`` (diffusers
-``save_pretrained`` folders, safetensors) and ``emotivetalk.json`` (the
+``save_pretrained`` folders, safetensors), optionally ``voice/`` (the voice's emotion read-out) and
+``decoupler/`` (EDI's reference decoupler), and ``emotivetalk.json`` (the
 :class:`~.pipeline_emotivetalk.EmotiveTalkSettings`). DICE-Talk loads the folder as before and never
 reads them; :func:`load_emotivetalk_pipeline` builds an
 :class:`~.pipeline_emotivetalk.EmotiveTalkPipeline` on the very same components.
@@ -25,7 +26,10 @@ from ..errors import InputError, WeightsError
 PARTS_DIR = "emotivetalk"
 SETTINGS_FILE = "emotivetalk.json"
 PART_CLASSES = {"vaid": ("dicetalk.models.vaid", "AudioDecoupler"), "dicte": ("dicetalk.models.dicte", "TrajectoryDenoiser"), "edi": ("dicetalk.models.edi", "ExpressionInjector")}
-OPTIONAL_PARTS = {"voice": ("dicetalk.models.voice_emotion", "VoiceEmotionReader")}  # the voice's emotion read-out (`speech` read)
+OPTIONAL_PARTS = {
+    "voice": ("dicetalk.models.voice_emotion", "VoiceEmotionReader"),  # the voice's emotion read-out (`speech` read)
+    "decoupler": ("dicetalk.models.reference_decoupler", "ReferenceDecoupler"),  # EDI's reference decoupler
+}
 
 
 def parts_folder(weights: str | os.PathLike | None) -> Path:
@@ -40,7 +44,7 @@ def has_emotivetalk(weights: str | os.PathLike | None) -> bool:
 
 
 def load_parts(weights: str | os.PathLike | None, dtype: torch.dtype = torch.float32) -> tuple[dict, dict]:
-    """(``{"vaid", "dicte", "edi"[, "voice"]}`` modules in eval mode, settings dict) of a weights folder."""
+    """(``{"vaid", "dicte", "edi"[, "voice", "decoupler"]}`` modules in eval mode, settings dict) of a weights folder."""
     import importlib
 
     folder = parts_folder(weights)
@@ -76,7 +80,7 @@ def load_emotivetalk_pipeline(weights: str | os.PathLike | None = None, device: 
     return EmotiveTalkPipeline.from_dicetalk(pipe, **parts, settings=settings).to(device)
 
 
-def save_parts(folder: str | os.PathLike, vaid, dicte, edi, voice=None, settings=None, dtype: torch.dtype = torch.float16) -> Path:
+def save_parts(folder: str | os.PathLike, vaid, dicte, edi, voice=None, decoupler=None, settings=None, dtype: torch.dtype = torch.float16) -> Path:
     """Write ``FOLDER/emotivetalk/`` atomically (float16 by default: the embedded model's budget)."""
     import copy
 
@@ -86,7 +90,7 @@ def save_parts(folder: str | os.PathLike, vaid, dicte, edi, voice=None, settings
     target = Path(folder) / PARTS_DIR
     settings = settings if isinstance(settings, EmotiveTalkSettings) else EmotiveTalkSettings.from_dict(settings)
     with atomic_dir(target) as tmp:
-        for name, module in (("vaid", vaid), ("dicte", dicte), ("edi", edi), ("voice", voice)):
+        for name, module in (("vaid", vaid), ("dicte", dicte), ("edi", edi), ("voice", voice), ("decoupler", decoupler)):
             if module is not None:
                 copy.deepcopy(module).to(dtype).save_pretrained(tmp / name, safe_serialization=True)
         (tmp / SETTINGS_FILE).write_text(json.dumps(dataclasses.asdict(settings), indent=2) + "\n")
@@ -167,7 +171,7 @@ def random_parts(pipe, seed: int = 0) -> dict:
     return {"vaid": vaid.eval(), "dicte": dicte.eval(), "edi": edi.eval(), "voice": voice.eval()}
 
 
-def check_parts(pipe, vaid, dicte, edi, voice=None) -> None:
+def check_parts(pipe, vaid, dicte, edi, voice=None, decoupler=None) -> None:
     """:class:`WeightsError` unless the parts fit each other and ``pipe``'s components."""
     audio, bank = pipe.audio_encoder.config, pipe.emotion_bank.config
     problems = []
@@ -181,5 +185,7 @@ def check_parts(pipe, vaid, dicte, edi, voice=None) -> None:
         problems.append("EDI and Di-CTE disagree on the expression's size")
     if voice is not None and voice.config.stream_dim != vaid.config.expression_dim:
         problems.append(f"the voice read-out pools a {voice.config.stream_dim}-d stream, V-AID gives {vaid.config.expression_dim}")
+    if decoupler is not None and decoupler.config.latent_channels != pipe.vae.config.latent_channels:
+        problems.append(f"the reference decoupler maps {decoupler.config.latent_channels}-channel latents, the autoencoder makes {pipe.vae.config.latent_channels}")
     if problems:
         raise WeightsError("EmotiveTalk's parts do not fit this model: " + "; ".join(problems))

@@ -14,7 +14,10 @@ and its attention processors, emotion bank, recipe and schedulers — nothing co
 4. **EDI** (:class:`~dicetalk.models.edi.ExpressionInjector`): the trajectory becomes each frame's
    emotion prior (for DICE-Talk's bank; with ``anchor``, the label's prompt prior moved by the
    trajectory) plus token offsets that decouple the portrait's own expression (read by the
-   expression encoder) from the target;
+   expression encoder) from the target. With the optional **reference decoupler**
+   (:class:`~dicetalk.models.reference_decoupler.ReferenceDecoupler`, settings ``decouple``) the
+   portrait's expression is first taken out of the reference latent — where DICE-Talk's denoiser
+   copies it from — and the offsets then see the decoupled portrait's expression;
 5. DICE-Talk's sampling, unchanged (:class:`~.pipeline_dicetalk.DiceTalkPipeline`): the recipe's
    windows and guidance, :func:`~dicetalk.models.denoiser.denoise`, decoding, refiner — with
    those per-frame priors and the offsets added to the emotion tokens of the conditioned branch.
@@ -103,6 +106,7 @@ class EmotiveTalkSettings:
     speech_strength: float = 1.0  # the strength a read emotion is expanded and rendered at
     anchor: bool = False  # a label's (or read emotion's) clip-level prior is DICE-Talk's prompt prior; the trajectory only moves it
     motion_scale: float = 1.0  # with `anchor`: how far the trajectory moves the prior from frame to frame
+    decouple: bool = True  # EDI's reference decoupler (if the model has one) takes the portrait's expression out of the reference latent
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "EmotiveTalkSettings":
@@ -138,7 +142,7 @@ class EmotiveTalkOutput(DiceTalkPipelineOutput):
 
 
 class EmotiveTalkPipeline(DiceTalkPipeline):
-    _optional_components = DiceTalkPipeline._optional_components + ["vaid", "dicte", "edi", "voice"]
+    _optional_components = DiceTalkPipeline._optional_components + ["vaid", "dicte", "edi", "voice", "decoupler"]
 
     def __init__(
         self,
@@ -161,6 +165,7 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
         dicte=None,
         edi=None,
         voice=None,
+        decoupler=None,
         recipe: dict | None = None,
         face_layout: dict | None = None,
         emotivetalk: dict | None = None,
@@ -170,19 +175,20 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
             emotion_embedder=emotion_embedder, expression_encoder=expression_encoder, discriminator=discriminator, refiner=refiner,
             frame_interpolator=frame_interpolator, recipe=recipe, face_layout=face_layout,
         )  # fmt: skip
-        self.register_modules(vaid=vaid, dicte=dicte, edi=edi, voice=voice)
+        self.register_modules(vaid=vaid, dicte=dicte, edi=edi, voice=voice, decoupler=decoupler)
         self.register_to_config(emotivetalk=dataclasses.asdict(EmotiveTalkSettings.from_dict(emotivetalk)))
         self._call_state: dict | None = None
 
     @classmethod
     def from_dicetalk(
-        cls, pipe: DiceTalkPipeline, vaid, dicte, edi, voice=None, settings: EmotiveTalkSettings | dict | None = None
+        cls, pipe: DiceTalkPipeline, vaid, dicte, edi, voice=None, decoupler=None, settings: EmotiveTalkSettings | dict | None = None
     ) -> "EmotiveTalkPipeline":
-        """DICE-Talk's components (shared, not copied) with EmotiveTalk's parts (``voice``: the optional voice read-out)."""
+        """DICE-Talk's components (shared, not copied) with EmotiveTalk's parts (``voice``: the optional voice
+        read-out; ``decoupler``: EDI's optional reference decoupler)."""
         settings = dataclasses.asdict(settings) if isinstance(settings, EmotiveTalkSettings) else settings
-        components = {k: v for k, v in pipe.components.items() if k not in ("vaid", "dicte", "edi", "voice")}
+        components = {k: v for k, v in pipe.components.items() if k not in ("vaid", "dicte", "edi", "voice", "decoupler")}
         out = cls(
-            **components, vaid=vaid, dicte=dicte, edi=edi, voice=voice, emotivetalk=settings, recipe=pipe.config.recipe,
+            **components, vaid=vaid, dicte=dicte, edi=edi, voice=voice, decoupler=decoupler, emotivetalk=settings, recipe=pipe.config.recipe,
             face_layout=pipe.config.face_layout,
         )  # fmt: skip
         out.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
@@ -280,11 +286,34 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
             return state["hidden"]  # computed once for V-AID and the audio tokens alike
         return super().audio_hidden(audio, num_frames, recipe)
 
+    @property
+    def decoupling(self) -> bool:
+        """Whether this call's reference latent goes through EDI's reference decoupler."""
+        return getattr(self, "decoupler", None) is not None and self.settings.decouple
+
+    @torch.no_grad()
+    def decouple_reference(self, cond) -> torch.Tensor:
+        """The reference latents (and the clean ones, ``init_from_reference``) of ``cond`` at the portrait's
+        neutral expression, in place; returns the expression (1, 12) the decoupled portrait shows."""
+        dec = self.decoupler
+        cond.image_latents = dec(cond.image_latents.to(dec.device))
+        if cond.reference_latents is not None:
+            scale = self.vae.config.scaling_factor
+            cond.reference_latents = dec(cond.reference_latents / scale) * scale
+        pixels = self.vae.decode(cond.image_latents.to(self.vae.dtype), num_frames=1).sample.float()
+        frame = ((pixels[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+        return self.read_expression(frame[None])
+
     def prepare_conditions(self, image, audio, priors, recipe, face_mask, size, padding, generator):
         cond = super().prepare_conditions(image, audio, priors, recipe, face_mask, size, padding, generator)
         state = self._call_state
-        if state is not None and state.get("offsets") is not None:
-            offsets = state.pop("offsets")  # freed once added: one per-frame token tensor alive, not two
+        if state is not None and self.decoupling:
+            # EDI's offsets cancel what the reference shows: after decoupling, the decoupled portrait.
+            state["portrait"] = self.decouple_reference(cond)
+        if state is not None and state.get("trajectory") is not None:
+            settings = self.settings
+            trajectory = state.pop("trajectory")
+            offsets = self.edi.token_offsets(trajectory[None].to(self.device), state["portrait"])[0] * settings.injection_scale
             # In place: these tokens were made for this call. The video's frames only: the padding's
             # null tokens stay as trained.
             cond.emotion_tokens[: offsets.shape[0]] += offsets.to(cond.emotion_tokens.device, cond.emotion_tokens.dtype)
@@ -323,12 +352,13 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
         portrait = self.read_expression(_rgb(image)[None])
         priors = self.frame_priors(request, trajectory)
         settings = self.settings
-        offsets = self.edi.token_offsets(trajectory[None].to(self.device), portrait)[0] * settings.injection_scale if settings.injection else None
-        self._call_state = {"hidden": hidden, "offsets": offsets}
+        state = {"hidden": hidden, "trajectory": trajectory if settings.injection else None, "portrait": portrait}
+        self._call_state = state
         try:
             out = super().__call__(image, audio, priors, recipe=recipe, generator=generator, progress=progress, **kwargs)
         finally:
             self._call_state = None
+        portrait = state["portrait"]  # the decoupled portrait's, when decoupling
         frames = out[0] if isinstance(out, tuple) else out.frames
         lip = self.vaid.lip_motion(streams.lip_readout)[0].float().cpu()
         result = EmotiveTalkOutput(

@@ -1,0 +1,160 @@
+"""``dicetalk train-decoupler``: EDI's reference decoupler, by regression on pairs the world renders.
+
+For every MEAD clip of a split, ``frames_per_clip`` frames (the first, which is what a portrait is
+taken from, and random others): the frame as the clip's video shows it, and the same person in the
+same pose re-rendered by the world's face model at the person's neutral expression
+(:func:`~dicetalk.synthetic.expressions.emotion_expression` ``("neutral", 1, habits)``: mouth closed,
+no emotion). Both are resized to the model's size as the pipeline resizes a portrait and encoded by
+the frozen autoencoder (the latent the denoiser's reference path gets). The pairs are made once per
+split and kept in ``OUT/pairs_<split>.safetensors``.
+
+:class:`~dicetalk.models.reference_decoupler.ReferenceDecoupler` is fitted by mean squared error
+in latent space; at the end the val pairs are scored against leaving the latent as it is
+(``OUT/val.json``, the train pairs' too) and the module is exported to ``OUT/decoupler``. Every draw of step ``t`` comes
+from ``(seed, t)``: ``--resume`` continues the same curve.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..models.reference_decoupler import ReferenceDecoupler
+from ..utils.atomic import atomic_dir, write_bytes, write_json
+from .common import Run, fit, make_accelerator
+
+
+@dataclass
+class DecouplerOptions:
+    dataset: str
+    out: str
+    weights: str | None = None  # whose autoencoder the latents come from (None: the embedded default)
+    steps: int = 3000
+    batch: int = 64
+    lr: float = 1e-3
+    warmup: int = 100
+    frames_per_clip: int = 8
+    channels: int = 64
+    blocks: int = 4
+    seed: int = 0
+    mixed_precision: str = "no"
+    save_every: int = 500
+    log_every: int = 50
+
+
+def _world_people(dataset: Path) -> tuple[int, dict[str, int], int]:
+    """(the world's seed, identity name -> index, frame size) from ``world.json``."""
+    path = dataset / "world.json"
+    try:
+        world = json.loads(path.read_text())
+        return int(world["seed"]), {k: int(v["index"]) for k, v in world["identities"].items()}, int(world["options"]["size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"{path}: not a 'dicetalk synth' world (the decoupler's neutral targets are re-rendered from it)") from None
+
+
+@torch.no_grad()
+def neutral_pairs(dataset: str | Path, split: str, vae, size: int, frames_per_clip: int, seed: int = 0, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(portrait latents, neutral latents), each (N, C, h, w) unscaled, of the split's MEAD clips."""
+    from tqdm.auto import tqdm
+
+    from ..data.index import scan
+    from ..synthetic.expressions import emotion_expression
+    from ..synthetic.face import FaceRenderer
+    from ..synthetic.identity import sample_identity
+    from ..utils.media import read_video
+    from ..utils.pixels import resize, to_pixels
+
+    dataset = Path(dataset)
+    world_seed, people, world_size = _world_people(dataset)
+    records = [r for r in scan(dataset, splits=(split,), datasets=("mead",))]
+    if not records:
+        raise InputError(f"{dataset}: no MEAD clips in the {split} split")
+    renderers: dict[str, tuple] = {}
+    inputs, targets = [], []
+
+    def encode(frames: list[np.ndarray]) -> torch.Tensor:
+        pixels = to_pixels(np.stack([resize(f, size, size) for f in frames])).to(vae.device, vae.dtype)
+        return vae.encode(pixels).latent_dist.mode().float().cpu()
+
+    for c, record in enumerate(tqdm(records, desc=f"decoupler pairs ({split})", unit="clip", disable=not progress)):
+        if record.identity not in renderers:
+            person = sample_identity(world_seed, people[record.identity], record.identity)
+            renderers[record.identity] = (FaceRenderer(person.appearance, world_size), emotion_expression("neutral", 1, person.habits))
+        renderer, neutral = renderers[record.identity]
+        pose = _pose(record)
+        rng = np.random.default_rng((seed, 4177, c))
+        picks = sorted({0, *rng.integers(0, len(pose), max(0, frames_per_clip - 1)).tolist()})
+        frames = read_video(record.video, max_frames=picks[-1] + 1, with_audio=False).frames
+        picks = [t for t in picks if t < len(frames)]
+        inputs.append(encode([frames[t] for t in picks]))
+        targets.append(encode([renderer.render(neutral, pose[t])[0] for t in picks]))
+    return torch.cat(inputs), torch.cat(targets)
+
+
+def _pose(record) -> np.ndarray:
+    """(T, 3) the clip's head pose per frame (its ``.safetensors`` annotations)."""
+    from safetensors.numpy import load_file
+
+    path = Path(record.video).with_suffix(".safetensors")
+    try:
+        return load_file(str(path))["pose"]
+    except (OSError, KeyError):
+        raise InputError(f"{path}: no pose annotations (the decoupler re-renders each frame's pose)") from None
+
+
+def cached_pairs(opts: DecouplerOptions, split: str, vae, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from safetensors.torch import load, save
+
+    path = Path(opts.out) / f"pairs_{split}.safetensors"
+    if path.is_file():
+        pairs = load(path.read_bytes())
+        return pairs["portrait"], pairs["neutral"]
+    x, y = neutral_pairs(opts.dataset, split, vae, size, opts.frames_per_clip, opts.seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, save({"portrait": x.contiguous(), "neutral": y.contiguous()}))
+    return x, y
+
+
+def decoupler_loss(opts: DecouplerOptions, x: torch.Tensor, y: torch.Tensor):
+    def loss_fn(step, modules, _batch, generator):
+        rng = np.random.default_rng((opts.seed, 6029, step))
+        idx = torch.from_numpy(rng.integers(0, len(x), opts.batch))
+        out = modules["decoupler"](x[idx])
+        return torch.nn.functional.mse_loss(out.float(), y[idx]), {}
+
+    return loss_fn
+
+
+@torch.no_grad()
+def pair_scores(decoupler: ReferenceDecoupler, x: torch.Tensor, y: torch.Tensor, prefix: str) -> dict:
+    """Mean squared error to the neutral latents, decoupled and left as they are."""
+    out = torch.cat([decoupler(x[i : i + 256]).float() for i in range(0, len(x), 256)])
+    return {f"{prefix}_mse": float(((out - y) ** 2).mean()), f"{prefix}_mse_unchanged": float(((x - y) ** 2).mean()), f"{prefix}_pairs": len(x)}
+
+
+def train_decoupler(opts: DecouplerOptions, vae, size: int, resume: bool = False, dry_run: bool = False) -> ReferenceDecoupler:
+    """Train; the module is exported to ``OUT/decoupler`` and scored on the val pairs (``OUT/val.json``)."""
+    torch.manual_seed(opts.seed)
+    decoupler = ReferenceDecoupler(latent_channels=int(vae.config.latent_channels), channels=opts.channels, blocks=opts.blocks)
+    run = Run(Path(opts.out) / "run", opts, resume=resume)
+    if dry_run:
+        return decoupler
+    x, y = cached_pairs(opts, "train", vae, size)
+    xv, yv = cached_pairs(opts, "val", vae, size)
+    accelerator = make_accelerator(run.folder, opts.mixed_precision)
+    modules = {"decoupler": decoupler}
+    fit(
+        run, accelerator, modules, decoupler_loss(opts, x, y), steps=opts.steps, lr=opts.lr, seed=opts.seed, warmup=opts.warmup,
+        save_every=opts.save_every, log_every=opts.log_every, desc="train-decoupler", cosine=True,
+    )  # fmt: skip
+    decoupler = accelerator.unwrap_model(modules["decoupler"]).eval()
+    if accelerator.is_main_process:
+        write_json(Path(opts.out) / "val.json", {**pair_scores(decoupler, xv, yv, "val"), **pair_scores(decoupler, x, y, "train")})
+        with atomic_dir(Path(opts.out) / "decoupler") as tmp:
+            decoupler.save_pretrained(tmp)
+    return decoupler

@@ -1,0 +1,143 @@
+"""EDI's reference decoupler: the module, its training pairs and command, its place in the pipeline."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from dicetalk.cli.main import main
+from dicetalk.models.reference_decoupler import ReferenceDecoupler
+
+
+def test_the_decoupler_starts_as_the_identity_and_learns_a_latent_edit():
+    torch.manual_seed(0)
+    dec = ReferenceDecoupler(latent_channels=4, channels=16, blocks=2)
+    for shape in ((2, 4, 16, 16), (1, 4, 9, 13)):  # odd latent sizes too
+        x = torch.randn(shape)
+        assert torch.equal(dec(x), x)
+    # An expression is a local, content-dependent change: brighten where channel 0 is positive.
+    x = torch.randn(64, 4, 8, 8)
+    y = x + 0.5 * (x[:, :1] > 0).float()
+    opt = torch.optim.Adam(dec.parameters(), lr=3e-3)
+    first = None
+    for _ in range(150):
+        loss = torch.nn.functional.mse_loss(dec(x), y)
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.3 * first
+
+
+def test_neutral_pairs_re_render_the_same_pose_at_the_neutral_expression(tiny_world, tiny_weights):
+    """The targets are the world's own render of the person at rest: for a neutral frame with the mouth
+    closed they equal the input up to compression; for a surprised frame they differ."""
+    from safetensors.numpy import load_file
+
+    from dicetalk.data.index import scan
+    from dicetalk.pipeline.loading import load_pipeline
+    from dicetalk.synthetic.expressions import emotion_expression
+    from dicetalk.synthetic.face import FaceRenderer
+    from dicetalk.synthetic.identity import sample_identity
+    from dicetalk.training.decoupler import _pose, _world_people, neutral_pairs
+    from dicetalk.utils.media import read_video
+
+    seed, people, size = _world_people(tiny_world)
+    record = next(r for r in scan(tiny_world, datasets=("mead",)) if r.emotion == "surprised")
+    person = sample_identity(seed, people[record.identity], record.identity)
+    neutral = FaceRenderer(person.appearance, size).render(emotion_expression("neutral", 1, person.habits), _pose(record)[0])[0]
+    frame = read_video(record.video, max_frames=1, with_audio=False).frames[0]
+    expression = load_file(str(record.video.with_suffix(".safetensors")))["expression"][0]
+    again = FaceRenderer(person.appearance, size).render(expression, _pose(record)[0])[0]
+    same, other = (np.abs(x.astype(float) - frame).mean() for x in (again, neutral))
+    assert same < 5.0  # the re-render reproduces the clip's frame (up to the video's compression) ...
+    assert other > 1.5 * same  # ... and the neutral one is another face (64 px: 3.9 against 7.6)
+
+    pipe = load_pipeline(tiny_weights)
+    x, y = neutral_pairs(tiny_world, "train", pipe.vae.eval(), pipe.native_size, frames_per_clip=2, progress=False)
+    assert x.shape == y.shape and x.shape[1] == pipe.vae.config.latent_channels and len(x) >= 2
+    assert not torch.equal(x, y)
+
+
+def test_train_decoupler_fits_resumes_and_exports(tiny_world, tiny_weights, tmp_path, capsys):
+    out = tmp_path / "dec"
+    args = ["train-decoupler", str(tiny_world), "--out", str(out), "--weights", str(tiny_weights), "--frames-per-clip", "2", "--channels", "16", "--save-every", "20"]
+    assert main([*args, "--steps", "20"]) == 0
+    assert (out / "pairs_train.safetensors").is_file() and (out / "run" / "options.json").is_file()
+    assert main([*args, "--steps", "20"]) == 2  # a run is there: --resume or another folder
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*args, "--steps", "200", "--resume"]) == 0  # continues from step 20
+    assert (out / "run" / "checkpoints" / "latest").read_text().strip() == "step_0000200"
+    scores = json.loads((out / "val.json").read_text())
+    # It learns (the tiny model's random autoencoder gives val people little to generalise from).
+    assert scores["val_pairs"] > 0 and scores["train_mse"] < 0.8 * scores["train_mse_unchanged"]
+    assert ReferenceDecoupler.from_pretrained(out / "decoupler").config.channels == 16
+    assert main(["train-decoupler", str(tiny_world), "--out", str(tmp_path / "bad"), "--weights", str(tiny_weights), "--channels", "12"]) == 2
+
+
+@pytest.fixture(scope="module")
+def decoupled_weights(emotive_weights, tmp_path_factory):
+    """The tiny EmotiveTalk folder with a live (non-zero) reference decoupler."""
+    from dicetalk.pipeline.emotivetalk import load_parts, save_parts
+
+    folder = tmp_path_factory.mktemp("decoupled") / "tiny"
+    shutil.copytree(emotive_weights, folder)
+    parts, settings = load_parts(folder)
+    torch.manual_seed(1)
+    dec = ReferenceDecoupler(latent_channels=4, channels=16, blocks=2)
+    torch.nn.init.normal_(dec.out[-1].weight, std=0.3)
+    save_parts(folder, **parts, decoupler=dec, settings=settings, dtype=torch.float32)
+    return folder
+
+
+def _tone(seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (0.3 * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+def test_the_pipeline_decouples_the_reference_latent_and_reads_the_decoupled_portrait(decoupled_weights, portrait_png):
+    from dicetalk.pipeline.emotivetalk import load_emotivetalk_pipeline
+    from dicetalk.pipeline.generate import portrait_for
+
+    pipe = load_emotivetalk_pipeline(decoupled_weights)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.decoupler is not None and pipe.decoupling
+    seen = []
+    pipe.decoupler.register_forward_hook(lambda _m, args, out: seen.append((args[0].clone(), out.clone())))
+    image = portrait_for(portrait_png, True, None).image
+    recipe = pipe.recipe.replace(steps=2)
+    run = lambda: pipe(image, _tone(), "happy", recipe=recipe, generator=torch.Generator().manual_seed(0), output_type="latent")  # noqa: E731
+    out = run()
+    (given, decoupled), = seen
+    assert not torch.equal(given, decoupled)
+    assert not torch.allclose(out.portrait_expression, pipe.read_expression(np.asarray(image)[None])[0].cpu())  # the decoupled portrait's reading
+    again = run()
+    assert torch.equal(out.frames, again.frames)  # the same seed, the same video
+    pipe.register_to_config(emotivetalk={**pipe.config.emotivetalk, "decouple": False})
+    plain = run()
+    assert len(seen) == 2  # not called without decoupling
+    assert not torch.equal(plain.frames, out.frames)
+    torch.testing.assert_close(plain.trajectory, out.trajectory)  # only the reference changed
+
+
+def test_export_takes_the_decoupler_and_a_mismatched_one_is_one_line(emotive_weights, tmp_path, capsys):
+    from dicetalk.errors import WeightsError
+    from dicetalk.pipeline.emotivetalk import check_parts, load_parts
+    from dicetalk.pipeline.loading import load_pipeline
+
+    parts, _ = load_parts(emotive_weights)
+    for name, module in parts.items():
+        module.save_pretrained(tmp_path / name)
+    ReferenceDecoupler(latent_channels=4, channels=16, blocks=2).save_pretrained(tmp_path / "decoupler")
+    weights = tmp_path / "weights"
+    shutil.copytree(emotive_weights, weights)
+    args = ["export-emotivetalk", "--into", str(weights), "--vaid", str(tmp_path / "vaid"), "--dicte", str(tmp_path / "dicte"), "--edi", str(tmp_path / "edi")]
+    assert main([*args, "--decoupler", str(tmp_path / "decoupler")]) == 0
+    loaded, _ = load_parts(weights)
+    assert isinstance(loaded["decoupler"], ReferenceDecoupler)
+    with pytest.raises(WeightsError, match="decoupler maps 8-channel"):
+        check_parts(load_pipeline(weights), **parts, decoupler=ReferenceDecoupler(latent_channels=8, channels=16, blocks=2))
+    assert main([*args, "--decoupler", str(tmp_path / "nothing")]) == 2
+    assert "no trained module" in capsys.readouterr().err
