@@ -117,11 +117,12 @@ def test_the_embedded_model_ships_trained_emotivetalk_parts_in_float16(tmp_path,
     folder = parts_folder(None)
     assert has_emotivetalk(None)
     assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) <= 15 * 10**6
-    for name in ("vaid", "dicte", "edi", "voice"):
+    for name in ("vaid", "dicte", "edi", "voice", "decoupler"):
         (weights,) = (folder / name).glob("*.safetensors")
         with safe_open(str(weights), "pt") as f:
             assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
     settings = json.loads((folder / "emotivetalk.json").read_text())
+    assert settings["decouple"]  # EDI's reference decoupler is on
     examples = Path(__file__).resolve().parents[2] / "examples"
     speech = tmp_path / "speech.wav"
     write_audio(speech, read_audio(examples / "speech.wav")[:16000], 16000)
