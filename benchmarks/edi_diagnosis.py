@@ -28,7 +28,6 @@ portrait's. Means over clips with 95 % bootstrap intervals; the same seeds in ev
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -42,11 +41,17 @@ CONDITIONS = ("emotional", "neutral", "latent", "clip", "refiner", "edi")
 MORE = ("decoupled", "edi_no_offsets")  # with a reference decoupler: DICE-Talk with it alone; EmotiveTalk without EDI's offsets
 
 
-def bootstrap(values, n: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+
+
+def bootstrap(values, resamples: int = 2000, seed: int = 0) -> list[float | None]:
+    """[mean, low, high]: the mean over clips with its 95 % bootstrap interval (evaluation/stats.py)."""
+    from dicetalk.evaluation.stats import mean_interval, resample_indices
+
     v = np.asarray(values, np.float64)
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), (n, len(v)))].mean(1)
-    return float(v.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+    if v.size == 0:
+        return [None, None, None]
+    low, high = mean_interval(v, resample_indices(len(v), resamples, seed))
+    return [float(v.mean()), low, high]
 
 
 def main() -> None:
@@ -68,8 +73,10 @@ def main() -> None:
     from dicetalk.evaluation.emotivetalk import evaluation_clips, portrait_record
     from dicetalk.evaluation.features import face_images
     from dicetalk.evaluation.judges import load_judges
+    from dicetalk.evaluation.scoring import video_emotion_logits
     from dicetalk.pipeline.emotivetalk import load_emotivetalk_pipeline
     from dicetalk.pipeline.pipeline_dicetalk import DiceTalkPipeline
+    from dicetalk.utils.atomic import write_json
     from dicetalk.utils.media import read_video
 
     pipe = load_emotivetalk_pipeline()
@@ -111,8 +118,7 @@ def main() -> None:
         faces = torch.from_numpy(np.ascontiguousarray(face_images(frames)))
         with torch.no_grad():
             logits = judge(faces)[0].numpy()
-        skip = judge.config.skip_frames if len(logits) > 2 * judge.config.skip_frames else 0
-        return logits[skip:].mean(0)
+        return video_emotion_logits(logits, judge.config.skip_frames)
 
     rows = {c: [] for c in conditions}
     start = time.perf_counter()
@@ -158,8 +164,7 @@ def main() -> None:
         summary[condition] = {"portrait_share": share, "target": target, "portrait": leaked}
         cell = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"  # noqa: E731
         print(f"| {condition} | {cell(share)} | {cell(target)} | {cell(leaked)} |")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"split": args.split, "summary": summary, "rows": rows}, indent=1))
+    write_json(args.json, {"split": args.split, "summary": summary, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ and the perfect read-out's Emo-8 (the ``label`` videos)::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,13 +35,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
-def bootstrap(values, n: int = 2000, seed: int = 0) -> list[float | None]:
+
+
+def bootstrap(values, resamples: int = 2000, seed: int = 0) -> list[float | None]:
+    """[mean, low, high]: the mean over clips with its 95 % bootstrap interval (evaluation/stats.py)."""
+    from dicetalk.evaluation.stats import mean_interval, resample_indices
+
     v = np.asarray(values, np.float64)
-    if len(v) == 0:
+    if v.size == 0:
         return [None, None, None]
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), (n, len(v)))].mean(1)
-    return [float(v.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+    low, high = mean_interval(v, resample_indices(len(v), resamples, seed))
+    return [float(v.mean()), low, high]
 
 
 def main() -> None:
@@ -63,7 +66,9 @@ def main() -> None:
     from dicetalk.evaluation.emotivetalk import emotion_centroids, evaluation_clips, portrait_record
     from dicetalk.evaluation.features import face_images
     from dicetalk.evaluation.judges import load_judges
+    from dicetalk.evaluation.scoring import video_emotion_logits
     from dicetalk.pipeline.emotivetalk import load_emotivetalk_pipeline
+    from dicetalk.utils.atomic import write_json
     from dicetalk.utils.media import read_video
 
     pipe = load_emotivetalk_pipeline()
@@ -80,8 +85,7 @@ def main() -> None:
         faces = torch.from_numpy(np.ascontiguousarray(face_images(frames)))
         with torch.no_grad():
             logits = judge(faces)[0].numpy()
-        skip = judge.config.skip_frames if len(logits) > 2 * judge.config.skip_frames else 0
-        return EMOTIONS[int(np.argmax(logits[skip:].mean(0)))]
+        return EMOTIONS[int(np.argmax(video_emotion_logits(logits, judge.config.skip_frames)))]
 
     def trajectory_emotion(trajectory: torch.Tensor) -> str:
         mean = trajectory.numpy().mean(0)
@@ -126,8 +130,7 @@ def main() -> None:
     print("| emotion | read right | video right (speech) | video right (true label) |\n| --- | ---: | ---: | ---: |")
     for e, v in per_emotion.items():
         print(f"| {e} | {v['read']:.2f} | {v['speech_video']:.2f} | {v['label_video']:.2f} |")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"split": args.split, "chain": chain, "per_emotion": per_emotion, "rows": rows}, indent=1))
+    write_json(args.json, {"split": args.split, "chain": chain, "per_emotion": per_emotion, "rows": rows})
 
 
 if __name__ == "__main__":

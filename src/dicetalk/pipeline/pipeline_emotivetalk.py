@@ -41,7 +41,7 @@ from .. import EMOTIONS
 from ..errors import InputError
 from ..models.audio_encoder import frame_windows
 from ..models.dicte import sample_trajectory
-from ..utils.pixels import resize, to_pixels
+from ..utils.pixels import resize, to_pixels, to_uint8
 from .emotion_condition import VIDEO_SUFFIXES
 from .pipeline_dicetalk import TOKEN_CHUNK, DiceTalkPipeline, DiceTalkPipelineOutput, _rgb
 from .recipe import SamplingRecipe, parse_field_value
@@ -300,9 +300,8 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
         if cond.reference_latents is not None:
             scale = self.vae.config.scaling_factor
             cond.reference_latents = dec(cond.reference_latents / scale) * scale
-        pixels = self.vae.decode(cond.image_latents.to(self.vae.dtype), num_frames=1).sample.float()
-        frame = ((pixels[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-        return self.read_expression(frame[None])
+        frame = to_uint8(self.vae.decode(cond.image_latents.to(self.vae.dtype), num_frames=1).sample)
+        return self.read_expression(frame.cpu().numpy())
 
     def prepare_conditions(self, image, audio, priors, recipe, face_mask, size, padding, generator):
         cond = super().prepare_conditions(image, audio, priors, recipe, face_mask, size, padding, generator)

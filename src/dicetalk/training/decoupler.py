@@ -71,7 +71,7 @@ def neutral_pairs(dataset: str | Path, split: str, vae, size: int, frames_per_cl
 
     dataset = Path(dataset)
     world_seed, people, world_size = _world_people(dataset)
-    records = [r for r in scan(dataset, splits=(split,), datasets=("mead",))]
+    records = scan(dataset, splits=(split,), datasets=("mead",))
     if not records:
         raise InputError(f"{dataset}: no MEAD clips in the {split} split")
     renderers: dict[str, tuple] = {}
@@ -100,7 +100,7 @@ def _pose(record) -> np.ndarray:
     """(T, 3) the clip's head pose per frame (its ``.safetensors`` annotations)."""
     from safetensors.numpy import load_file
 
-    path = Path(record.video).with_suffix(".safetensors")
+    path = record.coefficients
     try:
         return load_file(str(path))["pose"]
     except (OSError, KeyError):
