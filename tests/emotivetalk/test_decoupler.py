@@ -75,6 +75,12 @@ def test_train_decoupler_fits_resumes_and_exports(tiny_world, tiny_weights, tmp_
     assert scores["val_pairs"] > 0 and scores["train_mse"] < 0.8 * scores["train_mse_unchanged"]
     assert ReferenceDecoupler.from_pretrained(out / "decoupler").config.channels == 16
     assert main(["train-decoupler", str(tiny_world), "--out", str(tmp_path / "bad"), "--weights", str(tiny_weights), "--channels", "12"]) == 2
+    capsys.readouterr()
+    not_a_world = tmp_path / "not_a_world"
+    not_a_world.mkdir()
+    assert main(["train-decoupler", str(not_a_world), "--out", str(tmp_path / "none"), "--weights", str(tiny_weights)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "world.json" in err and not (tmp_path / "none").exists()  # one line, no run folder left
 
 
 @pytest.fixture(scope="module")

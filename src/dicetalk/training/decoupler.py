@@ -139,6 +139,7 @@ def pair_scores(decoupler: ReferenceDecoupler, x: torch.Tensor, y: torch.Tensor,
 
 def train_decoupler(opts: DecouplerOptions, vae, size: int, resume: bool = False, dry_run: bool = False) -> ReferenceDecoupler:
     """Train; the module is exported to ``OUT/decoupler`` and scored on the val pairs (``OUT/val.json``)."""
+    _world_people(Path(opts.dataset))  # a world to re-render from, before a run folder is made
     torch.manual_seed(opts.seed)
     decoupler = ReferenceDecoupler(latent_channels=int(vae.config.latent_channels), channels=opts.channels, blocks=opts.blocks)
     run = Run(Path(opts.out) / "run", opts, resume=resume)
