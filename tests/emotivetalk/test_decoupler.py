@@ -61,6 +61,37 @@ def test_neutral_pairs_re_render_the_same_pose_at_the_neutral_expression(tiny_wo
     assert not torch.equal(x, y)
 
 
+def test_extra_people_are_outside_the_world_and_pair_an_expression_with_the_rest(tiny_world, tiny_weights):
+    """The extra people are new faces (no identity of the world's), drawn from the seed alone; each
+    pair is one face at an expression and the same face and pose at rest."""
+    from dicetalk.pipeline.loading import load_pipeline
+    from dicetalk.synthetic.expressions import emotion_expression
+    from dicetalk.synthetic.face import FaceRenderer
+    from dicetalk.synthetic.identity import sample_identity
+    from dicetalk.training.decoupler import FRESH_INDEX, _world_people, fresh_frame, fresh_pairs
+
+    seed, people, size = _world_people(tiny_world)
+    world = json.loads((tiny_world / "world.json").read_text())["identities"]
+    extra = [sample_identity(seed, FRESH_INDEX + k) for k in range(3)]
+    assert all(p.appearance.to_json() != w["appearance"] for p in extra for w in world.values())
+
+    rng = np.random.default_rng(0)
+    drawn = [fresh_frame(extra[0].habits, rng) for _ in range(40)]
+    rest = emotion_expression("neutral", 1, extra[0].habits)
+    assert all(e.shape == (12,) and p.shape == (3,) for e, p in drawn)
+    assert np.mean([np.abs(e - rest).max() > 0.05 for e, _ in drawn]) > 0.5  # mostly another face than the rest
+    renderer = FaceRenderer(extra[0].appearance, size)
+    e, pose = drawn[0]
+    face, at_rest = renderer.render(e, pose)[0], renderer.render(rest, pose)[0]
+    assert np.abs(face.astype(float) - at_rest).mean() > 0.5
+
+    vae = load_pipeline(tiny_weights).vae.eval()
+    x, y = fresh_pairs(tiny_world, vae, 32, people=3, frames=2, seed=5, progress=False)
+    assert x.shape == y.shape and len(x) == 6 and not torch.equal(x, y)
+    x2, y2 = fresh_pairs(tiny_world, vae, 32, people=3, frames=2, seed=5, progress=False)
+    assert torch.equal(x, x2) and torch.equal(y, y2)  # the seed decides every draw
+
+
 def test_train_decoupler_fits_resumes_and_exports(tiny_world, tiny_weights, tmp_path, capsys):
     out = tmp_path / "dec"
     args = ["train-decoupler", str(tiny_world), "--out", str(out), "--weights", str(tiny_weights), "--frames-per-clip", "2", "--channels", "16", "--save-every", "20"]
@@ -74,6 +105,10 @@ def test_train_decoupler_fits_resumes_and_exports(tiny_world, tiny_weights, tmp_
     # It learns (the tiny model's random autoencoder gives val people little to generalise from).
     assert scores["val_pairs"] > 0 and scores["train_mse"] < 0.8 * scores["train_mse_unchanged"]
     assert ReferenceDecoupler.from_pretrained(out / "decoupler").config.channels == 16
+    more = tmp_path / "more"
+    assert main(["train-decoupler", str(tiny_world), "--out", str(more), "--weights", str(tiny_weights), "--frames-per-clip", "2", "--channels", "16", "--steps", "5", "--fresh-people", "3", "--fresh-frames", "2"]) == 0
+    assert json.loads((more / "val.json").read_text())["train_pairs"] == scores["train_pairs"] + 6  # the extra people's pairs join the train pairs
+    assert (more / "pairs_fresh.safetensors").is_file()
     assert main(["train-decoupler", str(tiny_world), "--out", str(tmp_path / "bad"), "--weights", str(tiny_weights), "--channels", "12"]) == 2
     capsys.readouterr()
     not_a_world = tmp_path / "not_a_world"

@@ -253,6 +253,8 @@ def train_decoupler_cmd(
     batch: int = typer.Option(64, min=1, help="Latent pairs per step."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (cosine decay to 0)."),
     frames_per_clip: int = typer.Option(8, min=1, help="Frames taken from each clip (the first and random others)."),
+    fresh_people: int = typer.Option(0, min=0, help="Extra people the world's generator draws outside every split, rendered at random expressions and poses (no clips needed)."),
+    fresh_frames: int = typer.Option(4, min=1, help="Pairs per extra person."),
     channels: int = typer.Option(64, min=8, help="Width of the decoupler's convolutions (a multiple of 8)."),
     seed: int = seed_option(),
     save_every: int = typer.Option(500, min=1),
@@ -272,7 +274,8 @@ def train_decoupler_cmd(
         raise InputError(f"--channels must be a multiple of 8 (its group norm), got {channels}")
     opts = DecouplerOptions(
         dataset=str(dataset), out=str(out), weights=str(weights) if weights else None, steps=steps, batch=batch, lr=lr,
-        frames_per_clip=frames_per_clip, channels=channels, seed=seed, save_every=save_every,
+        frames_per_clip=frames_per_clip, fresh_people=fresh_people, fresh_frames=fresh_frames, channels=channels, seed=seed,
+        save_every=save_every,
     )  # fmt: skip
     pipe = load_pipeline(weights, dtype=torch.float32)
     typer.echo(f"{opts}")
