@@ -163,6 +163,35 @@ def test_the_pipeline_decouples_the_reference_latent_and_reads_the_decoupled_por
     torch.testing.assert_close(plain.trajectory, out.trajectory)  # only the reference changed
 
 
+def test_decouple_pixels_gives_the_refiner_and_clip_the_decoupled_portrait(decoupled_weights, portrait_png):
+    """With ``decouple_pixels`` the portrait's other carriers (the refiner's pixels, the CLIP
+    embedding) are the decoded decoupled portrait's; without it, the photo's."""
+    from dicetalk.pipeline.emotivetalk import load_emotivetalk_pipeline
+    from dicetalk.pipeline.generate import portrait_for
+    from dicetalk.utils.pixels import clip_input, resize, to_pixels, to_uint8
+
+    pipe = load_emotivetalk_pipeline(decoupled_weights)
+    pipe.set_progress_bar_config(disable=True)
+    image = np.asarray(portrait_for(portrait_png, True, None).image)
+    recipe = pipe.recipe.replace(steps=2)
+    size = (pipe.native_size, pipe.native_size)
+    conds = {}
+    for flag in (False, True):
+        pipe.register_to_config(emotivetalk={**pipe.config.emotivetalk, "decouple_pixels": flag})
+        pipe._call_state = {"portrait": None}
+        conds[flag] = pipe.prepare_conditions(image, _tone(), torch.zeros(8, pipe.emotion_bank.config.prior_dim), recipe, None, size, 0, torch.Generator().manual_seed(0))
+    pipe._call_state = None
+    photo = to_pixels(resize(image, *size))
+    torch.testing.assert_close(conds[False].pixels.cpu(), photo)
+    decoded = to_uint8(pipe.vae.decode(conds[True].image_latents.to(pipe.vae.dtype), num_frames=1).sample).cpu().numpy()
+    torch.testing.assert_close(conds[True].pixels.cpu(), to_pixels(decoded))
+    assert not torch.allclose(conds[True].pixels.cpu(), photo)
+    embeds = pipe.image_encoder(clip_input(decoded[0], pipe.image_encoder.config.image_size).to(pipe.device, pipe.image_encoder.dtype)).image_embeds
+    torch.testing.assert_close(conds[True].image_embeds[:, 0].float(), embeds.float())
+    assert not torch.allclose(conds[True].image_embeds, conds[False].image_embeds)
+    torch.testing.assert_close(conds[True].image_latents, conds[False].image_latents)  # the latent is decoupled either way
+
+
 def test_export_takes_the_decoupler_and_a_mismatched_one_is_one_line(emotive_weights, tmp_path, capsys):
     from dicetalk.errors import WeightsError
     from dicetalk.pipeline.emotivetalk import check_parts, load_parts

@@ -41,7 +41,7 @@ from .. import EMOTIONS
 from ..errors import InputError
 from ..models.audio_encoder import frame_windows
 from ..models.dicte import sample_trajectory
-from ..utils.pixels import resize, to_pixels, to_uint8
+from ..utils.pixels import clip_input, resize, to_pixels, to_uint8
 from .emotion_condition import VIDEO_SUFFIXES
 from .pipeline_dicetalk import TOKEN_CHUNK, DiceTalkPipeline, DiceTalkPipelineOutput, _rgb
 from .recipe import SamplingRecipe, parse_field_value
@@ -107,6 +107,7 @@ class EmotiveTalkSettings:
     anchor: bool = False  # a label's (or read emotion's) clip-level prior is DICE-Talk's prompt prior; the trajectory only moves it
     motion_scale: float = 1.0  # with `anchor`: how far the trajectory moves the prior from frame to frame
     decouple: bool = True  # EDI's reference decoupler (if the model has one) takes the portrait's expression out of the reference latent
+    decouple_pixels: bool = False  # with `decouple`: the refiner and CLIP see the decoded decoupled portrait, not the photo (val: emotion +0.04, F-SIM 0.978 -> 0.755)
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "EmotiveTalkSettings":
@@ -300,8 +301,14 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
         if cond.reference_latents is not None:
             scale = self.vae.config.scaling_factor
             cond.reference_latents = dec(cond.reference_latents / scale) * scale
-        frame = to_uint8(self.vae.decode(cond.image_latents.to(self.vae.dtype), num_frames=1).sample)
-        return self.read_expression(frame.cpu().numpy())
+        frame = to_uint8(self.vae.decode(cond.image_latents.to(self.vae.dtype), num_frames=1).sample).cpu().numpy()
+        if self.settings.decouple_pixels:
+            # The portrait's other two carriers: the refiner's pixels (it copies details such as the
+            # brows back into every frame) and the CLIP embedding.
+            cond.pixels = to_pixels(frame).to(cond.pixels.device, cond.pixels.dtype)
+            clip = clip_input(frame[0], self.image_encoder.config.image_size).to(self.device, self.image_encoder.dtype)
+            cond.image_embeds = self.image_encoder(clip).image_embeds[:, None].to(cond.image_embeds.dtype)
+        return self.read_expression(frame)
 
     def prepare_conditions(self, image, audio, priors, recipe, face_mask, size, padding, generator):
         cond = super().prepare_conditions(image, audio, priors, recipe, face_mask, size, padding, generator)
