@@ -36,9 +36,9 @@ def main() -> None:
     from dicetalk.synthetic.expressions import EXPRESSION_NAMES, emotion_expression
     from dicetalk.synthetic.face import FaceRenderer
     from dicetalk.synthetic.identity import sample_identity
-    from dicetalk.training.decoupler import _pose, _world_people
+    from dicetalk.training.decoupler import _pose, _world_people, encode_frames
     from dicetalk.utils.media import read_video
-    from dicetalk.utils.pixels import resize, to_pixels, to_uint8
+    from dicetalk.utils.pixels import to_uint8
 
     pipe = load_emotivetalk_pipeline(None, dtype=torch.float32)
     decouplers = {"shipped": pipe.decoupler.float()}
@@ -52,7 +52,7 @@ def main() -> None:
             first.setdefault((r.identity, r.emotion), r)
 
     def encode(image):
-        return pipe.vae.encode(to_pixels(resize(image, size, size)[None])).latent_dist.mode()
+        return encode_frames(pipe.vae, size, [image])
 
     def read(latent):
         return pipe.read_expression(to_uint8(pipe.vae.decode(latent, num_frames=1).sample).cpu().numpy())[0].numpy()

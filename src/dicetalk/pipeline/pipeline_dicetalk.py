@@ -232,6 +232,11 @@ class DiceTalkPipeline(DiffusionPipeline):
         dropped = bank(zero_prior, use_bank=True, drop=torch.ones(1, dtype=torch.bool, device=self.device))
         return self.audio_projection(zero_window)[0].to(self.unet.dtype), dropped.tokens[0, 0].to(self.unet.dtype)
 
+    def image_embeds(self, portrait: np.ndarray) -> torch.Tensor:
+        """(1, 1, D) the CLIP image embedding of a uint8 (H, W, 3) portrait, in the UNet's dtype."""
+        clip = clip_input(portrait, self.image_encoder.config.image_size).to(self.device, self.image_encoder.dtype)
+        return self.image_encoder(clip).image_embeds[:, None].to(self.unet.dtype)
+
     def prepare_conditions(
         self,
         image,
@@ -248,8 +253,7 @@ class DiceTalkPipeline(DiffusionPipeline):
         portrait = resize(_rgb(image), height, width)
         pixels = to_pixels(portrait).to(self.device)
         latents, clean = self.encode_image(pixels, recipe, generator)
-        clip = clip_input(portrait, self.image_encoder.config.image_size).to(self.device, self.image_encoder.dtype)
-        embeds = self.image_encoder(clip).image_embeds[:, None].to(self.unet.dtype)
+        embeds = self.image_embeds(portrait)
         mask = self.face_mask_input(face_mask, height, width)
         mask_features = self.mask_encoder(mask.expand(1, 3, height, width).to(self.mask_encoder.dtype)).to(self.unet.dtype)
         null_audio, null_emotion = self.null_tokens()

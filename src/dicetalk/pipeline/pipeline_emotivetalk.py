@@ -41,7 +41,7 @@ from .. import EMOTIONS
 from ..errors import InputError
 from ..models.audio_encoder import frame_windows
 from ..models.dicte import sample_trajectory
-from ..utils.pixels import clip_input, resize, to_pixels, to_uint8
+from ..utils.pixels import resize, to_pixels, to_uint8
 from .emotion_condition import VIDEO_SUFFIXES
 from .pipeline_dicetalk import TOKEN_CHUNK, DiceTalkPipeline, DiceTalkPipelineOutput, _rgb
 from .recipe import SamplingRecipe, parse_field_value
@@ -306,8 +306,7 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
             # The portrait's other two carriers: the refiner's pixels (it copies details such as the
             # brows back into every frame) and the CLIP embedding.
             cond.pixels = to_pixels(frame).to(cond.pixels.device, cond.pixels.dtype)
-            clip = clip_input(frame[0], self.image_encoder.config.image_size).to(self.device, self.image_encoder.dtype)
-            cond.image_embeds = self.image_encoder(clip).image_embeds[:, None].to(cond.image_embeds.dtype)
+            cond.image_embeds = self.image_embeds(frame[0])
         return self.read_expression(frame)
 
     def prepare_conditions(self, image, audio, priors, recipe, face_mask, size, padding, generator):

@@ -71,6 +71,15 @@ def _world_people(dataset: Path) -> tuple[int, dict[str, int], int]:
 
 
 @torch.no_grad()
+def encode_frames(vae, size: int, frames: list[np.ndarray]) -> torch.Tensor:
+    """uint8 frames -> (N, C, h, w) unscaled latents, resized to the model's size as a portrait is."""
+    from ..utils.pixels import resize, to_pixels
+
+    pixels = to_pixels(np.stack([resize(f, size, size) for f in frames])).to(vae.device, vae.dtype)
+    return vae.encode(pixels).latent_dist.mode().float().cpu()
+
+
+@torch.no_grad()
 def neutral_pairs(dataset: str | Path, split: str, vae, size: int, frames_per_clip: int, seed: int = 0, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(portrait latents, neutral latents), each (N, C, h, w) unscaled, of the split's MEAD clips."""
     from tqdm.auto import tqdm
@@ -80,7 +89,6 @@ def neutral_pairs(dataset: str | Path, split: str, vae, size: int, frames_per_cl
     from ..synthetic.face import FaceRenderer
     from ..synthetic.identity import sample_identity
     from ..utils.media import read_video
-    from ..utils.pixels import resize, to_pixels
 
     dataset = Path(dataset)
     world_seed, people, world_size = _world_people(dataset)
@@ -89,10 +97,6 @@ def neutral_pairs(dataset: str | Path, split: str, vae, size: int, frames_per_cl
         raise InputError(f"{dataset}: no MEAD clips in the {split} split")
     renderers: dict[str, tuple] = {}
     inputs, targets = [], []
-
-    def encode(frames: list[np.ndarray]) -> torch.Tensor:
-        pixels = to_pixels(np.stack([resize(f, size, size) for f in frames])).to(vae.device, vae.dtype)
-        return vae.encode(pixels).latent_dist.mode().float().cpu()
 
     for c, record in enumerate(tqdm(records, desc=f"decoupler pairs ({split})", unit="clip", disable=not progress)):
         if record.identity not in renderers:
@@ -104,8 +108,8 @@ def neutral_pairs(dataset: str | Path, split: str, vae, size: int, frames_per_cl
         picks = sorted({0, *rng.integers(0, len(pose), max(0, frames_per_clip - 1)).tolist()})
         frames = read_video(record.video, max_frames=picks[-1] + 1, with_audio=False).frames
         picks = [t for t in picks if t < len(frames)]
-        inputs.append(encode([frames[t] for t in picks]))
-        targets.append(encode([renderer.render(neutral, pose[t])[0] for t in picks]))
+        inputs.append(encode_frames(vae, size, [frames[t] for t in picks]))
+        targets.append(encode_frames(vae, size, [renderer.render(neutral, pose[t])[0] for t in picks]))
     return torch.cat(inputs), torch.cat(targets)
 
 
@@ -136,14 +140,9 @@ def fresh_pairs(dataset: str | Path, vae, size: int, people: int, frames: int, s
     from ..synthetic.expressions import emotion_expression
     from ..synthetic.face import FaceRenderer
     from ..synthetic.identity import sample_identity
-    from ..utils.pixels import resize, to_pixels
 
     world_seed, known, world_size = _world_people(Path(dataset))
     assert max(known.values(), default=0) < FRESH_INDEX, "the world's people reach the extra people's indices"
-
-    def encode(images: list[np.ndarray]) -> torch.Tensor:
-        pixels = to_pixels(np.stack([resize(f, size, size) for f in images])).to(vae.device, vae.dtype)
-        return vae.encode(pixels).latent_dist.mode().float().cpu()
 
     inputs, targets = [], []
     for k in tqdm(range(people), desc="decoupler pairs (extra people)", unit="person", disable=not progress):
@@ -151,8 +150,8 @@ def fresh_pairs(dataset: str | Path, vae, size: int, people: int, frames: int, s
         renderer, rest = FaceRenderer(person.appearance, world_size), emotion_expression("neutral", 1, person.habits)
         rng = np.random.default_rng((seed, 7919, k))
         drawn = [fresh_frame(person.habits, rng) for _ in range(frames)]
-        inputs.append(encode([renderer.render(e, pose)[0] for e, pose in drawn]))
-        targets.append(encode([renderer.render(rest, pose)[0] for _, pose in drawn]))
+        inputs.append(encode_frames(vae, size, [renderer.render(e, pose)[0] for e, pose in drawn]))
+        targets.append(encode_frames(vae, size, [renderer.render(rest, pose)[0] for _, pose in drawn]))
     return torch.cat(inputs), torch.cat(targets)
 
 
