@@ -60,6 +60,16 @@ def test_neutral_pairs_re_render_the_same_pose_at_the_neutral_expression(tiny_wo
     assert x.shape == y.shape and x.shape[1] == pipe.vae.config.latent_channels and len(x) >= 2
     assert not torch.equal(x, y)
 
+    # --rest-posture: the target's pose is the clip's without the emotion's posture (surprise lifts the head)
+    from dicetalk.training.decoupler import emotion_posture
+
+    lifted = emotion_posture("surprised", record.level)
+    assert np.abs(lifted).max() > 0.01 and not emotion_posture("neutral", 1).any()
+    upright = FaceRenderer(person.appearance, size).render(emotion_expression("neutral", 1, person.habits), _pose(record)[0] - lifted)[0]
+    assert np.abs(upright.astype(float) - neutral).mean() > 0.5
+    xp, yp = neutral_pairs(tiny_world, "train", pipe.vae.eval(), pipe.native_size, frames_per_clip=2, progress=False, rest_posture=True)
+    assert torch.equal(xp, x) and not torch.equal(yp, y)
+
 
 def test_extra_people_are_outside_the_world_and_pair_an_expression_with_the_rest(tiny_world, tiny_weights):
     """The extra people are new faces (no identity of the world's), drawn from the seed alone; each
@@ -78,10 +88,11 @@ def test_extra_people_are_outside_the_world_and_pair_an_expression_with_the_rest
     rng = np.random.default_rng(0)
     drawn = [fresh_frame(extra[0].habits, rng) for _ in range(40)]
     rest = emotion_expression("neutral", 1, extra[0].habits)
-    assert all(e.shape == (12,) and p.shape == (3,) for e, p in drawn)
-    assert np.mean([np.abs(e - rest).max() > 0.05 for e, _ in drawn]) > 0.5  # mostly another face than the rest
+    assert all(e.shape == (12,) and p.shape == (3,) and q.shape == (3,) for e, p, q in drawn)
+    assert np.mean([np.abs(e - rest).max() > 0.05 for e, _, _ in drawn]) > 0.5  # mostly another face than the rest
+    assert np.mean([np.abs(q).max() > 0.01 for _, _, q in drawn]) > 0.5  # most emotions tilt the head
     renderer = FaceRenderer(extra[0].appearance, size)
-    e, pose = drawn[0]
+    e, pose, _ = drawn[0]
     face, at_rest = renderer.render(e, pose)[0], renderer.render(rest, pose)[0]
     assert np.abs(face.astype(float) - at_rest).mean() > 0.5
 
@@ -90,6 +101,8 @@ def test_extra_people_are_outside_the_world_and_pair_an_expression_with_the_rest
     assert x.shape == y.shape and len(x) == 6 and not torch.equal(x, y)
     x2, y2 = fresh_pairs(tiny_world, vae, 32, people=3, frames=2, seed=5, progress=False)
     assert torch.equal(x, x2) and torch.equal(y, y2)  # the seed decides every draw
+    xp, yp = fresh_pairs(tiny_world, vae, 32, people=3, frames=2, seed=5, progress=False, rest_posture=True)
+    assert torch.equal(xp, x) and not torch.equal(yp, y)  # same portraits; the targets lose the posture
 
 
 def test_train_decoupler_fits_resumes_and_exports(tiny_world, tiny_weights, tmp_path, capsys):
@@ -163,9 +176,10 @@ def test_the_pipeline_decouples_the_reference_latent_and_reads_the_decoupled_por
     torch.testing.assert_close(plain.trajectory, out.trajectory)  # only the reference changed
 
 
-def test_decouple_pixels_gives_the_refiner_and_clip_the_decoupled_portrait(decoupled_weights, portrait_png):
-    """With ``decouple_pixels`` the portrait's other carriers (the refiner's pixels, the CLIP
-    embedding) are the decoded decoupled portrait's; without it, the photo's."""
+def test_decoupled_carriers_give_the_refiner_and_clip_the_decoupled_portrait(decoupled_weights, portrait_png):
+    """``decouple_pixels`` gives the refiner, ``decouple_embedding`` the CLIP encoder, the decoded
+    decoupled portrait; ``transfer_pixels`` gives the refiner the photo plus the decoupler's change;
+    each one alone touches only its own carrier; without them, the photo's."""
     from dicetalk.pipeline.emotivetalk import load_emotivetalk_pipeline
     from dicetalk.pipeline.generate import portrait_for
     from dicetalk.utils.pixels import clip_input, resize, to_pixels, to_uint8
@@ -176,20 +190,34 @@ def test_decouple_pixels_gives_the_refiner_and_clip_the_decoupled_portrait(decou
     recipe = pipe.recipe.replace(steps=2)
     size = (pipe.native_size, pipe.native_size)
     conds = {}
-    for flag in (False, True):
-        pipe.register_to_config(emotivetalk={**pipe.config.emotivetalk, "decouple_pixels": flag})
+    for flag in (None, "decouple_pixels", "decouple_embedding", "transfer_pixels"):
+        flags = {name: name == flag for name in ("decouple_pixels", "decouple_embedding", "transfer_pixels")}
+        pipe.register_to_config(emotivetalk={**pipe.config.emotivetalk, **flags})
         pipe._call_state = {"portrait": None}
-        conds[flag] = pipe.prepare_conditions(image, _tone(), torch.zeros(8, pipe.emotion_bank.config.prior_dim), recipe, None, size, 0, torch.Generator().manual_seed(0))
+        conds[flag] = pipe.prepare_conditions(
+            image, _tone(), torch.zeros(8, pipe.emotion_bank.config.prior_dim), recipe, None, size, 0, torch.Generator().manual_seed(0)
+        )
     pipe._call_state = None
+    plain, refiner, clip, transfer = conds[None], conds["decouple_pixels"], conds["decouple_embedding"], conds["transfer_pixels"]
     photo = to_pixels(resize(image, *size))
-    torch.testing.assert_close(conds[False].pixels.cpu(), photo)
-    decoded = to_uint8(pipe.vae.decode(conds[True].image_latents.to(pipe.vae.dtype), num_frames=1).sample).cpu().numpy()
-    torch.testing.assert_close(conds[True].pixels.cpu(), to_pixels(decoded))
-    assert not torch.allclose(conds[True].pixels.cpu(), photo)
+    torch.testing.assert_close(plain.pixels.cpu(), photo)
+    decoded = to_uint8(pipe.vae.decode(refiner.image_latents.to(pipe.vae.dtype), num_frames=1).sample).cpu().numpy()
+    torch.testing.assert_close(refiner.pixels.cpu(), to_pixels(decoded))
+    assert not torch.allclose(refiner.pixels.cpu(), photo)
+    torch.testing.assert_close(refiner.image_embeds, plain.image_embeds)  # pixels alone: CLIP keeps the photo
     embeds = pipe.image_encoder(clip_input(decoded[0], pipe.image_encoder.config.image_size).to(pipe.device, pipe.image_encoder.dtype)).image_embeds
-    torch.testing.assert_close(conds[True].image_embeds[:, 0].float(), embeds.float())
-    assert not torch.allclose(conds[True].image_embeds, conds[False].image_embeds)
-    torch.testing.assert_close(conds[True].image_latents, conds[False].image_latents)  # the latent is decoupled either way
+    torch.testing.assert_close(clip.image_embeds[:, 0].float(), embeds.float())
+    assert not torch.allclose(clip.image_embeds, plain.image_embeds)
+    torch.testing.assert_close(clip.pixels.cpu(), photo)  # embedding alone: the refiner keeps the photo
+    # transfer: the photo plus the decoupler's change as the autoencoder decodes it, CLIP unchanged
+    given = pipe.encode_image(photo.to(pipe.device), recipe, torch.Generator().manual_seed(0))[0]
+    assert not torch.allclose(given, plain.image_latents)
+    change = pipe.vae.decode(plain.image_latents.to(pipe.vae.dtype), num_frames=1).sample - pipe.vae.decode(given.to(pipe.vae.dtype), num_frames=1).sample
+    torch.testing.assert_close(transfer.pixels.cpu(), (photo + change.float().cpu()).clamp(-1, 1))
+    assert (transfer.pixels.cpu() - photo).abs().max() > 1e-3
+    torch.testing.assert_close(transfer.image_embeds, plain.image_embeds)
+    for cond in (refiner, clip, transfer):
+        torch.testing.assert_close(cond.image_latents, plain.image_latents)  # the latent is decoupled either way
 
 
 def test_export_takes_the_decoupler_and_a_mismatched_one_is_one_line(emotive_weights, tmp_path, capsys):

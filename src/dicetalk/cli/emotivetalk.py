@@ -255,6 +255,7 @@ def train_decoupler_cmd(
     frames_per_clip: int = typer.Option(8, min=1, help="Frames taken from each clip (the first and random others)."),
     fresh_people: int = typer.Option(0, min=0, help="Extra people the world's generator draws outside every split, rendered at random expressions and poses (no clips needed)."),
     fresh_frames: int = typer.Option(4, min=1, help="Pairs per extra person."),
+    rest_posture: bool = typer.Option(False, "--rest-posture", help="The target's head pose without the emotion's posture (a sad portrait's hung head lifted): the decoupled portrait shows no emotion in its pose either."),
     channels: int = typer.Option(64, min=8, help="Width of the decoupler's convolutions (a multiple of 8)."),
     seed: int = seed_option(),
     save_every: int = typer.Option(500, min=1),
@@ -275,7 +276,7 @@ def train_decoupler_cmd(
     opts = DecouplerOptions(
         dataset=str(dataset), out=str(out), weights=str(weights) if weights else None, steps=steps, batch=batch, lr=lr,
         frames_per_clip=frames_per_clip, fresh_people=fresh_people, fresh_frames=fresh_frames, channels=channels, seed=seed,
-        save_every=save_every,
+        save_every=save_every, rest_posture=rest_posture,
     )  # fmt: skip
     pipe = load_pipeline(weights, dtype=torch.float32)
     typer.echo(f"{opts}")

@@ -107,7 +107,9 @@ class EmotiveTalkSettings:
     anchor: bool = False  # a label's (or read emotion's) clip-level prior is DICE-Talk's prompt prior; the trajectory only moves it
     motion_scale: float = 1.0  # with `anchor`: how far the trajectory moves the prior from frame to frame
     decouple: bool = True  # EDI's reference decoupler (if the model has one) takes the portrait's expression out of the reference latent
-    decouple_pixels: bool = False  # with `decouple`: the refiner and CLIP see the decoded decoupled portrait, not the photo (val: emotion +0.04, F-SIM 0.978 -> 0.755)
+    decouple_pixels: bool = False  # with `decouple`: the refiner sees the decoded decoupled portrait, not the photo
+    decouple_embedding: bool = False  # with `decouple`: the CLIP embedding is the decoded decoupled portrait's
+    transfer_pixels: bool = False  # with `decouple`: the refiner's photo gets the decoupler's change, photo + decoded(decoupled) - decoded(portrait)
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "EmotiveTalkSettings":
@@ -297,16 +299,24 @@ class EmotiveTalkPipeline(DiceTalkPipeline):
         """The reference latents (and the clean ones, ``init_from_reference``) of ``cond`` at the portrait's
         neutral expression, in place; returns the expression (1, 12) the decoupled portrait shows."""
         dec = self.decoupler
-        cond.image_latents = dec(cond.image_latents.to(dec.device))
+        given = cond.image_latents
+        cond.image_latents = dec(given.to(dec.device))
         if cond.reference_latents is not None:
             scale = self.vae.config.scaling_factor
             cond.reference_latents = dec(cond.reference_latents / scale) * scale
-        frame = to_uint8(self.vae.decode(cond.image_latents.to(self.vae.dtype), num_frames=1).sample).cpu().numpy()
+        decoded = self.vae.decode(cond.image_latents.to(self.vae.dtype), num_frames=1).sample
+        frame = to_uint8(decoded).cpu().numpy()
+        # The portrait's other two carriers: the refiner's pixels (it copies details such as the
+        # brows back into every frame) and the CLIP embedding.
         if self.settings.decouple_pixels:
-            # The portrait's other two carriers: the refiner's pixels (it copies details such as the
-            # brows back into every frame) and the CLIP embedding.
             cond.pixels = to_pixels(frame).to(cond.pixels.device, cond.pixels.dtype)
+        if self.settings.decouple_embedding:
             cond.image_embeds = self.image_embeds(frame[0])
+        if self.settings.transfer_pixels:
+            # The expression change only: what the autoencoder loses of the photo cancels out.
+            before = self.vae.decode(given.to(self.vae.device, self.vae.dtype), num_frames=1).sample
+            change = (decoded.float() - before.float()).to(cond.pixels.device)
+            cond.pixels = (cond.pixels.float() + change).clamp(-1, 1).to(cond.pixels.dtype)
         return self.read_expression(frame)
 
     def prepare_conditions(self, image, audio, priors, recipe, face_mask, size, padding, generator):

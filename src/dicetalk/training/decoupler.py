@@ -8,6 +8,11 @@ no emotion). Both are resized to the model's size as the pipeline resizes a port
 the frozen autoencoder (the latent the denoiser's reference path gets). The pairs are made once per
 split and kept in ``OUT/pairs_<split>.safetensors``.
 
+An emotion also holds the head (sadness hangs it, surprise lifts it: the world's
+:data:`~dicetalk.synthetic.motion.EMOTION_POSTURE`), and a denoiser keeps the reference's pose for
+the whole video. ``rest_posture`` takes that posture out of the target's pose as well, so the
+decoupled portrait shows the person upright and at rest (``OUT/pairs_<split>_rest_posture.safetensors``).
+
 Sixteen train people are few to learn "this face at rest" from (train pairs 0.003, val 0.100 after
 3,000 steps): ``fresh_people`` adds pairs of people the world's generator draws outside every split
 (indices from :data:`FRESH_INDEX`; no clip of them exists), each shown at a random emotion and
@@ -52,6 +57,7 @@ class DecouplerOptions:
     frames_per_clip: int = 8
     fresh_people: int = 0  # extra people drawn outside every split (their pairs are rendered, not read)
     fresh_frames: int = 4  # pairs per extra person
+    rest_posture: bool = False  # the target's head pose without the emotion's posture (sadness hangs the head...)
     channels: int = 64
     blocks: int = 4
     seed: int = 0
@@ -80,8 +86,11 @@ def encode_frames(vae, size: int, frames: list[np.ndarray]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def neutral_pairs(dataset: str | Path, split: str, vae, size: int, frames_per_clip: int, seed: int = 0, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(portrait latents, neutral latents), each (N, C, h, w) unscaled, of the split's MEAD clips."""
+def neutral_pairs(
+    dataset: str | Path, split: str, vae, size: int, frames_per_clip: int, seed: int = 0, progress: bool = True, rest_posture: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(portrait latents, neutral latents), each (N, C, h, w) unscaled, of the split's MEAD clips;
+    ``rest_posture``: the neutral frame's head pose without the clip's emotional posture."""
     from tqdm.auto import tqdm
 
     from ..data.index import scan
@@ -104,20 +113,32 @@ def neutral_pairs(dataset: str | Path, split: str, vae, size: int, frames_per_cl
             renderers[record.identity] = (FaceRenderer(person.appearance, world_size), emotion_expression("neutral", 1, person.habits))
         renderer, neutral = renderers[record.identity]
         pose = _pose(record)
+        rest = pose - emotion_posture(record.emotion, record.level) if rest_posture else pose
         rng = np.random.default_rng((seed, 4177, c))
         picks = sorted({0, *rng.integers(0, len(pose), max(0, frames_per_clip - 1)).tolist()})
         frames = read_video(record.video, max_frames=picks[-1] + 1, with_audio=False).frames
         picks = [t for t in picks if t < len(frames)]
         inputs.append(encode_frames(vae, size, [frames[t] for t in picks]))
-        targets.append(encode_frames(vae, size, [renderer.render(neutral, pose[t])[0] for t in picks]))
+        targets.append(encode_frames(vae, size, [renderer.render(neutral, rest[t])[0] for t in picks]))
     return torch.cat(inputs), torch.cat(targets)
 
 
-def fresh_frame(habits, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(expression (12,), pose (3,)) of one frame of a labelled clip, drawn as the world animates one."""
+def emotion_posture(emotion: str | None, level: int | None) -> np.ndarray:
+    """(3,) the head pose an emotion adds at a level (the world's :data:`EMOTION_POSTURE`)."""
+    from ..synthetic.expressions import LEVEL_INTENSITY
+    from ..synthetic.motion import EMOTION_POSTURE
+
+    if emotion not in EMOTION_POSTURE:
+        return np.zeros(3, np.float32)
+    return (np.asarray(EMOTION_POSTURE[emotion]) * LEVEL_INTENSITY[level or 1]).astype(np.float32)
+
+
+def fresh_frame(habits, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(expression (12,), pose (3,), the emotion's posture in that pose (3,)) of one frame of a
+    labelled clip, drawn as the world animates one."""
     from .. import EMOTIONS
-    from ..synthetic.expressions import LEVEL_INTENSITY, clip_expression, emotion_expression
-    from ..synthetic.motion import EMOTION_POSTURE, EYE_OPEN, JAW, ROUND, held_expression
+    from ..synthetic.expressions import clip_expression, emotion_expression
+    from ..synthetic.motion import EYE_OPEN, JAW, ROUND, held_expression
 
     emotion = EMOTIONS[int(rng.integers(len(EMOTIONS)))]
     level = 1 if emotion == "neutral" else int(rng.integers(1, 4))
@@ -128,12 +149,14 @@ def fresh_frame(habits, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     if rng.uniform() < 0.1:
         expression[EYE_OPEN] += (-1.0 - expression[EYE_OPEN]) * rng.uniform(0.0, 1.0)
     sway = rng.uniform(-1.0, 1.0, 3) * habits.sway * np.array([1.0, 0.5, 0.6])
-    pose = np.asarray(EMOTION_POSTURE[emotion]) * LEVEL_INTENSITY[level] + sway
-    return expression.astype(np.float32), pose.astype(np.float32)
+    posture = emotion_posture(emotion, level)
+    return expression.astype(np.float32), (posture + sway).astype(np.float32), posture
 
 
 @torch.no_grad()
-def fresh_pairs(dataset: str | Path, vae, size: int, people: int, frames: int, seed: int = 0, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def fresh_pairs(
+    dataset: str | Path, vae, size: int, people: int, frames: int, seed: int = 0, progress: bool = True, rest_posture: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(portrait latents, neutral latents) of ``people`` people of the world's generator in no split."""
     from tqdm.auto import tqdm
 
@@ -150,8 +173,8 @@ def fresh_pairs(dataset: str | Path, vae, size: int, people: int, frames: int, s
         renderer, rest = FaceRenderer(person.appearance, world_size), emotion_expression("neutral", 1, person.habits)
         rng = np.random.default_rng((seed, 7919, k))
         drawn = [fresh_frame(person.habits, rng) for _ in range(frames)]
-        inputs.append(encode_frames(vae, size, [renderer.render(e, pose)[0] for e, pose in drawn]))
-        targets.append(encode_frames(vae, size, [renderer.render(rest, pose)[0] for _, pose in drawn]))
+        inputs.append(encode_frames(vae, size, [renderer.render(e, pose)[0] for e, pose, _ in drawn]))
+        targets.append(encode_frames(vae, size, [renderer.render(rest, pose - posture * rest_posture)[0] for _, pose, posture in drawn]))
     return torch.cat(inputs), torch.cat(targets)
 
 
@@ -169,15 +192,15 @@ def _pose(record) -> np.ndarray:
 def cached_pairs(opts: DecouplerOptions, split: str, vae, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     from safetensors.torch import load, save
 
-    path = Path(opts.out) / f"pairs_{split}.safetensors"
+    path = Path(opts.out) / f"pairs_{split}{'_rest_posture' if opts.rest_posture else ''}.safetensors"
     if path.is_file():
         pairs = load(path.read_bytes())
         if split != "fresh" or len(pairs["portrait"]) == opts.fresh_people * opts.fresh_frames:
             return pairs["portrait"], pairs["neutral"]
     if split == "fresh":
-        x, y = fresh_pairs(opts.dataset, vae, size, opts.fresh_people, opts.fresh_frames, opts.seed)
+        x, y = fresh_pairs(opts.dataset, vae, size, opts.fresh_people, opts.fresh_frames, opts.seed, rest_posture=opts.rest_posture)
     else:
-        x, y = neutral_pairs(opts.dataset, split, vae, size, opts.frames_per_clip, opts.seed)
+        x, y = neutral_pairs(opts.dataset, split, vae, size, opts.frames_per_clip, opts.seed, rest_posture=opts.rest_posture)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes(path, save({"portrait": x.contiguous(), "neutral": y.contiguous()}))
     return x, y
