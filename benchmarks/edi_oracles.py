@@ -17,7 +17,6 @@ Every other argument is ``render-emotive``'s (with ``--portrait emotional``)::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -38,7 +37,8 @@ def rest_render(record, world, rest_posture: bool) -> np.ndarray:
     from dicetalk.synthetic.expressions import emotion_expression
     from dicetalk.synthetic.face import FaceRenderer
     from dicetalk.synthetic.identity import sample_identity
-    from dicetalk.training.decoupler import _pose, emotion_posture
+    from dicetalk.synthetic.motion import emotion_posture
+    from dicetalk.training.decoupler import _pose
 
     seed, people, size = world
     person = sample_identity(seed, people[record.identity], record.identity)
@@ -91,7 +91,13 @@ def main() -> int:
     if not rest or rest[0] != "render-emotive" or len(rest) < 2:
         parser.error("give render-emotive and its arguments")
     dataset, split = rest[1], _split_of(rest)
-    json.loads((Path(dataset) / "world.json").read_text())  # a synthetic world: the oracles render from it
+    from dicetalk.errors import InputError
+    from dicetalk.training.decoupler import _world_people
+
+    try:
+        _world_people(Path(dataset))  # a synthetic world: the oracles render from it
+    except InputError as exc:
+        parser.error(str(exc))
     if args.oracle == "latent":
         install_latent_oracle(dataset, split)
     else:

@@ -61,7 +61,7 @@ def test_neutral_pairs_re_render_the_same_pose_at_the_neutral_expression(tiny_wo
     assert not torch.equal(x, y)
 
     # --rest-posture: the target's pose is the clip's without the emotion's posture (surprise lifts the head)
-    from dicetalk.training.decoupler import emotion_posture
+    from dicetalk.synthetic.motion import emotion_posture
 
     lifted = emotion_posture("surprised", record.level)
     assert np.abs(lifted).max() > 0.01 and not emotion_posture("neutral", 1).any()

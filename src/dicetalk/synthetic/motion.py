@@ -37,6 +37,13 @@ EMOTION_POSTURE = {
 """Mean head pose (yaw, pitch, roll; radians) of each emotion at full intensity."""
 
 
+def emotion_posture(emotion: str | None, level: int | None = 1) -> np.ndarray:
+    """(3,) float64 the head pose ``emotion`` adds at MEAD ``level`` (none for unlabelled talk)."""
+    if emotion not in EMOTION_POSTURE:
+        return np.zeros(3)
+    return np.asarray(EMOTION_POSTURE[emotion]) * LEVEL_INTENSITY[level or 1]
+
+
 @dataclass
 class AudioFrames:
     """Per-video-frame descriptors of a speech signal."""
@@ -147,10 +154,9 @@ def animate(
     frames = audio_frames(audio, num_frames)
     if emotion is None:
         expression = conversational_expression(habits, num_frames, rng)
-        posture = np.zeros(3)
     else:
         expression = held_expression(base_expression, num_frames, habits.liveliness, rng)
-        posture = np.asarray(EMOTION_POSTURE[emotion]) * LEVEL_INTENSITY[level]
+    posture = emotion_posture(emotion, level)
     expression = clip_expression(expression)
     # Speech moves the mouth on top of the expression, saturating instead of clipping, so an
     # already open mouth (surprise) still follows the syllables.

@@ -97,6 +97,7 @@ def neutral_pairs(
     from ..synthetic.expressions import emotion_expression
     from ..synthetic.face import FaceRenderer
     from ..synthetic.identity import sample_identity
+    from ..synthetic.motion import emotion_posture
     from ..utils.media import read_video
 
     dataset = Path(dataset)
@@ -123,22 +124,12 @@ def neutral_pairs(
     return torch.cat(inputs), torch.cat(targets)
 
 
-def emotion_posture(emotion: str | None, level: int | None) -> np.ndarray:
-    """(3,) the head pose an emotion adds at a level (the world's :data:`EMOTION_POSTURE`)."""
-    from ..synthetic.expressions import LEVEL_INTENSITY
-    from ..synthetic.motion import EMOTION_POSTURE
-
-    if emotion not in EMOTION_POSTURE:
-        return np.zeros(3, np.float32)
-    return (np.asarray(EMOTION_POSTURE[emotion]) * LEVEL_INTENSITY[level or 1]).astype(np.float32)
-
-
 def fresh_frame(habits, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(expression (12,), pose (3,), the emotion's posture in that pose (3,)) of one frame of a
     labelled clip, drawn as the world animates one."""
     from .. import EMOTIONS
     from ..synthetic.expressions import clip_expression, emotion_expression
-    from ..synthetic.motion import EYE_OPEN, JAW, ROUND, held_expression
+    from ..synthetic.motion import EYE_OPEN, JAW, ROUND, emotion_posture, held_expression
 
     emotion = EMOTIONS[int(rng.integers(len(EMOTIONS)))]
     level = 1 if emotion == "neutral" else int(rng.integers(1, 4))
@@ -174,7 +165,7 @@ def fresh_pairs(
         rng = np.random.default_rng((seed, 7919, k))
         drawn = [fresh_frame(person.habits, rng) for _ in range(frames)]
         inputs.append(encode_frames(vae, size, [renderer.render(e, pose)[0] for e, pose, _ in drawn]))
-        targets.append(encode_frames(vae, size, [renderer.render(rest, pose - posture * rest_posture)[0] for _, pose, posture in drawn]))
+        targets.append(encode_frames(vae, size, [renderer.render(rest, pose - posture if rest_posture else pose)[0] for _, pose, posture in drawn]))
     return torch.cat(inputs), torch.cat(targets)
 
 

@@ -405,9 +405,9 @@ def measure_synthetic_layout(identities: int = 200, poses: int = 16, seed: int =
     width is the head outline's.
     """
     from ..synthetic.face import FaceRenderer
-    from ..synthetic.expressions import LEVEL_INTENSITY, NUM_EXPRESSION
+    from ..synthetic.expressions import NUM_EXPRESSION
     from ..synthetic.identity import sample_identity
-    from ..synthetic.motion import EMOTION_POSTURE
+    from ..synthetic.motion import EMOTION_POSTURE, emotion_posture
 
     rng = np.random.default_rng(seed)
     emotions = sorted(EMOTION_POSTURE)
@@ -419,7 +419,7 @@ def measure_synthetic_layout(identities: int = 200, poses: int = 16, seed: int =
         size = renderer.canvas_size
         features = np.array([[-a.eye_spacing, a.eye_y], [a.eye_spacing, a.eye_y], [0.0, a.mouth_y]])
         for _ in range(poses):
-            posture = np.asarray(EMOTION_POSTURE[emotions[rng.integers(len(emotions))]]) * LEVEL_INTENSITY[int(rng.integers(1, 4))]
+            posture = emotion_posture(emotions[rng.integers(len(emotions))], int(rng.integers(1, 4)))
             sway = rng.uniform(-1, 1, 3) * identity.habits.sway * np.array([1.0, 0.5, 0.6])
             pose = posture + sway
             box = renderer.face_box(np.zeros(NUM_EXPRESSION), pose) / renderer.size
