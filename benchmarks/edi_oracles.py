@@ -37,12 +37,11 @@ def rest_render(record, world, rest_posture: bool) -> np.ndarray:
     from dicetalk.synthetic.expressions import emotion_expression
     from dicetalk.synthetic.face import FaceRenderer
     from dicetalk.synthetic.identity import sample_identity
-    from dicetalk.synthetic.motion import emotion_posture
-    from dicetalk.training.decoupler import _pose
+    from dicetalk.training.decoupler import target_pose
 
     seed, people, size = world
     person = sample_identity(seed, people[record.identity], record.identity)
-    pose = _pose(record)[0] - (emotion_posture(record.emotion, record.level) if rest_posture else 0.0)
+    pose = target_pose(record, rest_posture)[0]
     return FaceRenderer(person.appearance, size).render(emotion_expression("neutral", 1, person.habits), pose.astype(np.float32))[0]
 
 

@@ -97,7 +97,6 @@ def neutral_pairs(
     from ..synthetic.expressions import emotion_expression
     from ..synthetic.face import FaceRenderer
     from ..synthetic.identity import sample_identity
-    from ..synthetic.motion import emotion_posture
     from ..utils.media import read_video
 
     dataset = Path(dataset)
@@ -113,10 +112,9 @@ def neutral_pairs(
             person = sample_identity(world_seed, people[record.identity], record.identity)
             renderers[record.identity] = (FaceRenderer(person.appearance, world_size), emotion_expression("neutral", 1, person.habits))
         renderer, neutral = renderers[record.identity]
-        pose = _pose(record)
-        rest = pose - emotion_posture(record.emotion, record.level) if rest_posture else pose
+        rest = target_pose(record, rest_posture)
         rng = np.random.default_rng((seed, 4177, c))
-        picks = sorted({0, *rng.integers(0, len(pose), max(0, frames_per_clip - 1)).tolist()})
+        picks = sorted({0, *rng.integers(0, len(rest), max(0, frames_per_clip - 1)).tolist()})
         frames = read_video(record.video, max_frames=picks[-1] + 1, with_audio=False).frames
         picks = [t for t in picks if t < len(frames)]
         inputs.append(encode_frames(vae, size, [frames[t] for t in picks]))
@@ -167,6 +165,15 @@ def fresh_pairs(
         inputs.append(encode_frames(vae, size, [renderer.render(e, pose)[0] for e, pose, _ in drawn]))
         targets.append(encode_frames(vae, size, [renderer.render(rest, pose - posture if rest_posture else pose)[0] for _, pose, posture in drawn]))
     return torch.cat(inputs), torch.cat(targets)
+
+
+def target_pose(record, rest_posture: bool) -> np.ndarray:
+    """(T, 3) the head pose the decoupler's target shows for each frame of ``record``'s clip: the
+    clip's own, or with ``rest_posture`` without the emotion's posture."""
+    from ..synthetic.motion import emotion_posture
+
+    pose = _pose(record)
+    return pose - emotion_posture(record.emotion, record.level) if rest_posture else pose
 
 
 def _pose(record) -> np.ndarray:
