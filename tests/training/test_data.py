@@ -79,17 +79,32 @@ def test_emotion_and_talking_data_mix_one_to_one(cache):
 
 
 def test_workers_do_not_change_the_data(cache):
-    from dicetalk.training.common import StepIndices
+    from dicetalk.training.common import StepIndices, step_loader
     from dicetalk.training.diffusion import _collate
 
     ds = WindowDataset(cache, num_frames=4, seed=1)
 
     def batches(workers):
-        loader = torch.utils.data.DataLoader(ds, batch_size=3, sampler=StepIndices(2, 5, 3), num_workers=workers, collate_fn=_collate)
+        loader = step_loader(ds, StepIndices(2, 5, 3), 3, _collate, workers)
+        assert workers == 0 or loader.multiprocessing_context.get_start_method() == "spawn"  # forked workers can deadlock
         return [b["frames"] for b in loader]
 
-    for x, y in zip(batches(0), batches(2)):
+    for x, y in zip(batches(0), batches(2), strict=True):
         assert torch.equal(x, y)
+    with pytest.raises(InputError, match="--workers"):
+        batches(-1)
+
+
+def test_a_cache_reaches_a_worker_as_its_files_not_a_copy(cache):
+    import pickle
+
+    payload = pickle.dumps(cache)
+    assert len(payload) < cache.frames.nbytes // 10  # the frames travel as a path
+    again = pickle.loads(payload)
+    assert isinstance(again.frames, np.memmap) and np.array_equal(again.frames, cache.frames)
+    assert np.array_equal(again.clip_audio(1), cache.clip_audio(1))
+    window = pickle.loads(pickle.dumps(cache.frames[2:5]))  # a view travels by value
+    assert np.array_equal(window, cache.frames[2:5])
 
 
 def test_face_mask_covers_the_boxes():

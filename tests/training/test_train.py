@@ -89,6 +89,18 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(stages, tmp_path):
             assert torch.equal(a, b), f"{name}.{k}"
 
 
+def test_spawned_workers_train_the_same_weights(stages, tmp_path):
+    from dataclasses import replace
+
+    scale = stages["backbone"]["vae"].config.scaling_factor
+    opts = _opts(stages, tmp_path / "inline", 2)
+    inline = train_diffusion(opts, stages["cache"], stages["features"], scale)
+    spawned = train_diffusion(replace(opts, out=str(tmp_path / "spawned"), workers=2), stages["cache"], stages["features"], scale)
+    for name in inline:
+        for (k, a), (_, b) in zip(inline[name].state_dict().items(), spawned[name].state_dict().items()):
+            assert torch.equal(a, b), f"{name}.{k}"
+
+
 def test_resume_takes_new_bookkeeping_but_refuses_new_training_options(stages, tmp_path):
     from dataclasses import replace
 

@@ -180,7 +180,7 @@ def train(
     ),
     distill_identity_scale: float = typer.Option(1.0, help="The teacher's identity guidance scale (with --distill-from)."),
     distill_emotion_scale: float = typer.Option(6.0, help="The teacher's audio + emotion guidance scale (with --distill-from)."),
-    workers: int = typer.Option(0, help="Data loader workers."),
+    workers: int = typer.Option(0, help="Data loader worker processes (spawned); the trained weights do not depend on it."),
     mixed_precision: str = typer.Option("no", help="no, fp16 or bf16."),
     save_every: int = typer.Option(500),
     seed: int = seed_option(),

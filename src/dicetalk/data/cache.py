@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..utils.atomic import atomic_dir
 from ..utils.media import SPEECH_SAMPLE_RATE, read_video
 from .index import ClipRecord
+from .mapped import load_mapped
 
 CACHE_VERSION = 1
 
@@ -136,7 +137,7 @@ def open_frame_cache(folder: str | Path, records: list[ClipRecord]) -> FrameCach
         raise ValueError("frame cache does not hold these clips in this order")
 
     def load(name: str) -> np.ndarray:
-        return np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        return load_mapped(folder / f"{name}.npy")
 
     return FrameCache(
         folder=folder,

@@ -18,6 +18,7 @@ from ..models.audio_encoder import encode_audio, feature_length, frame_features
 from ..utils.atomic import atomic_path
 from ..utils.pixels import to_pixels
 from .cache import FrameCache
+from .mapped import load_mapped
 
 
 def weights_hash(module: torch.nn.Module) -> str:
@@ -34,7 +35,7 @@ def _cached(cache: FrameCache, kind: str, module: torch.nn.Module, build) -> np.
         array = build()
         with atomic_path(path) as tmp:
             np.save(tmp, array)
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+    return load_mapped(path)
 
 
 @torch.no_grad()

@@ -214,6 +214,19 @@ class StepIndices(torch.utils.data.Sampler):
         return (self.stop - self.start) * self.batch
 
 
+def step_loader(dataset, sampler: StepIndices, batch: int, collate_fn, workers: int = 0) -> torch.utils.data.DataLoader:
+    """The data loader of a training loop: ``batch`` items per step in ``sampler``'s order.
+
+    Workers are spawned, never forked: a forked child of a process whose torch or OpenCV thread
+    pools have run can deadlock (a CI run hung on it). Memory-mapped caches reopen their files
+    in each worker (:mod:`dicetalk.data.mapped`) instead of being copied to it.
+    """
+    if workers < 0:
+        raise InputError(f"--workers must be 0 or more, got {workers}")
+    context = torch.multiprocessing.get_context("spawn") if workers > 0 else None
+    return torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, collate_fn=collate_fn, multiprocessing_context=context)
+
+
 def _batch_iterator(batches, start: int, run: Run, rank: int):
     """One batch per step from ``batches(start)``; its :class:`StepIndices` logs its draws when :data:`SAMPLE_LOG_ENV` asks."""
     if batches is None:

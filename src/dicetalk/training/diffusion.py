@@ -48,7 +48,7 @@ from ..errors import InputError
 from ..data.cache import FrameCache
 from ..data.datasets import DiffusionFeatures, WindowDataset
 from ..models.registry import build_component
-from .common import Run, StepIndices, fit, load_weights, make_accelerator
+from .common import Run, StepIndices, fit, load_weights, make_accelerator, step_loader
 from .losses import lower_face_weights
 
 TRAINABLE = ("unet", "audio_projection", "emotion_bank", "mask_encoder", "discriminator")
@@ -269,7 +269,7 @@ def train_diffusion(opts: DiffusionOptions, cache: FrameCache, features: Diffusi
 
     def batches(start: int):
         sampler = StepIndices(start, opts.steps, opts.batch, accelerator.process_index, accelerator.num_processes)
-        return torch.utils.data.DataLoader(dataset, batch_size=opts.batch, sampler=sampler, num_workers=opts.workers, collate_fn=_collate)
+        return step_loader(dataset, sampler, opts.batch, _collate, opts.workers)
 
     modules = {name: parts[name] for name in TRAINABLE}
     if opts.distill_from:

@@ -34,7 +34,7 @@ from ..models.edi import ExpressionInjector
 from ..pipeline.recipe import svd_time_ids
 from ..synthetic.expressions import LEVEL_INTENSITY
 from ..utils.atomic import atomic_dir
-from .common import Run, StepIndices, fit, make_accelerator
+from .common import Run, StepIndices, fit, make_accelerator, step_loader
 
 
 @dataclass
@@ -209,7 +209,7 @@ def _train_delta(opts: EdiOptions, features: SplitFeatures, pipe, diffusion_feat
 
     def batches(start: int):
         sampler = StepIndices(start, opts.steps, opts.batch, accelerator.process_index, accelerator.num_processes)
-        return torch.utils.data.DataLoader(dataset, batch_size=opts.batch, sampler=sampler, collate_fn=_collate)
+        return step_loader(dataset, sampler, opts.batch, _collate)
 
     fit(
         run, accelerator, {"edi": edi}, delta_loss(opts, frozen, features.cache.fps, pipe.vae.config.scaling_factor), steps=opts.steps,
