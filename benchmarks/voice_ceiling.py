@@ -9,6 +9,8 @@ on val) is fitted on the train people and scored on the val people's level-3 cli
 1), the set the videos are judged on. Writes ``--json``::
 
     OMP_NUM_THREADS=1 python benchmarks/voice_ceiling.py data/world --json runs/voice_ceiling.json --cache-dir runs/cache
+
+``--people 8 16 32`` adds a learning curve: the same read-outs fitted on that many train people.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def clip_features(vaid, dataset: Path, split: str, seconds: float, cache_dir: Pa
     features = split_features(dataset, None, split, cache_dir, progress=False)
     frames = int(round(seconds * features.cache.fps))
     stats = lambda x: torch.cat([x.mean(0), x.std(0)]).numpy()  # noqa: E731
-    rows = {"expression stream": [], "Whisper window": [], "prosody": [], "label": [], "level": []}
+    rows = {"expression stream": [], "Whisper window": [], "prosody": [], "label": [], "level": [], "identity": []}
     for c, record in enumerate(features.cache.records):
         if not record.labelled:
             continue
@@ -68,6 +70,7 @@ def clip_features(vaid, dataset: Path, split: str, seconds: float, cache_dir: Pa
         rows["prosody"].append(prosody(audio[: int(seconds * SAMPLE_RATE)]))
         rows["label"].append(record.emotion_id)
         rows["level"].append(record.level or 1)
+        rows["identity"].append(record.identity)
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
@@ -81,6 +84,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--people", type=int, nargs="*", default=None, help="Also fit on only this many train people (a learning curve; seeded draw).")
     args = parser.parse_args()
     vaid = load_parts(None)[0]["vaid"].float()
     data = {split: clip_features(vaid, args.dataset, split, args.seconds, args.cache_dir) for split in ("train", "val")}
@@ -97,6 +101,17 @@ def main() -> None:
         result = logistic_probe(train, (x["val"][judged], val["label"][judged]), (x["val"], val["label"]), classes=len(EMOTIONS))
         report["accuracy"][name] = {"val_level3": result["val"], "val_all_levels": result["test"]}
         print(f"{name:30s} val level 3: {result['val']:.3f}   all levels: {result['test']:.3f}", flush=True)
+    people = sorted(set(data["train"]["identity"]))
+    report["train_people"] = len(people)
+    for count in args.people or []:
+        # Does more speakers help? The same fit on a seeded subset of the train people.
+        chosen = set(np.random.default_rng(count).choice(people, size=min(count, len(people)), replace=False))
+        keep = np.isin(data["train"]["identity"], list(chosen))
+        for name in ("expression stream", "prosody", "expression stream + prosody"):
+            x = {s: np.concatenate([data[s][p] for p in kinds[name]], 1) for s in data}
+            result = logistic_probe((x["train"][keep], data["train"]["label"][keep]), (x["val"][judged], val["label"][judged]), (x["val"], val["label"]), classes=len(EMOTIONS))
+            report.setdefault("by_train_people", {}).setdefault(str(count), {})[name] = result["val"]
+            print(f"{count:3d} train people  {name:30s} val level 3: {result['val']:.3f}", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
 
