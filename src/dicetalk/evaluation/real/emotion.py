@@ -46,7 +46,6 @@ below is an independent implementation from the published architecture descripti
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -62,10 +61,10 @@ from torch import nn
 
 from ... import EMOTIONS
 from ...errors import InputError, WeightsError
+from .weights import convert_judge, load_judge
 
 EMOTION_WEIGHTS_REPO = "ElenaRyumina/face_emotion_recognition"
 EMOTION_WEIGHTS_FILE = "FER_static_ResNet50_AffectNet.pt"
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 
 FACE_SIZE = 224
 VGGFACE2_MEAN_BGR = (91.4953, 103.8827, 131.0912)
@@ -315,31 +314,6 @@ def affectnet_state_dict(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in raw.items()}
 
 
-def _load_state(model: EmoAffectNet, state: dict[str, torch.Tensor], source: Path) -> EmoAffectNet:
-    own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        parts = [f"{len(missing)} missing (e.g. {missing[0]!r})" if missing else "", f"{len(unexpected)} unexpected (e.g. {unexpected[0]!r})" if unexpected else ""]
-        raise WeightsError(f"{source}: not EMO-AffectNet weights: {', '.join(p for p in parts if p)} entries")
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(own[key].shape):
-            raise WeightsError(f"{source}: {key!r} has shape {tuple(value.shape)}, EMO-AffectNet expects {tuple(own[key].shape)}")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=False)
-    return model.eval().requires_grad_(False)
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        text = str(exc).strip()
-        raise WeightsError(f"{path}: not a readable safetensors file ({text.splitlines()[0] if text else type(exc).__name__})") from None
-
-
 def _num_classes(state: dict[str, torch.Tensor], source: Path) -> int:
     weight = state.get("fc2.weight")
     if weight is None or weight.ndim != 2:
@@ -348,51 +322,12 @@ def _num_classes(state: dict[str, torch.Tensor], source: Path) -> int:
 
 
 def load_emotion_weights(path: str | os.PathLike) -> EmoAffectNet:
-    """EMO-AffectNet in eval mode from the public ``FER_static_ResNet50_AffectNet.pt``, a ``.safetensors`` file or a diffusers folder.
-
-    A torch file is read with ``torch.load(weights_only=True)`` only
-    (:func:`dicetalk.convert.release_reader.load_checkpoint`): a pickle naming code is refused
-    before it runs (:class:`~dicetalk.errors.UnsafeFileError`). Wrong names or shapes raise
-    :class:`~dicetalk.errors.WeightsError` with a one-line message.
-    """
-    path = Path(path)
-    if path.is_dir():
-        config_path, weights_path = path / "config.json", path / WEIGHTS_NAME
-        if not config_path.is_file() or not weights_path.is_file():
-            raise WeightsError(f"{path}: no EMO-AffectNet here (needs config.json and {WEIGHTS_NAME}); run 'dicetalk download --judges'")
-        try:
-            config = json.loads(config_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise WeightsError(f"{config_path}: unreadable ({type(exc).__name__})") from None
-        if not isinstance(config, dict) or config.get("_class_name") != EmoAffectNet.__name__:
-            found = config.get("_class_name") if isinstance(config, dict) else type(config).__name__
-            raise WeightsError(f"{config_path}: holds a {found!r}, expected {EmoAffectNet.__name__}")
-        try:
-            model = EmoAffectNet.from_config(config)
-        except (TypeError, ValueError) as exc:
-            raise WeightsError(f"{config_path}: unusable config ({str(exc).splitlines()[0][:200]})") from None
-        return _load_state(model, affectnet_state_dict(_read_safetensors(weights_path)), weights_path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such EMO-AffectNet weights file")
-    if path.suffix == ".safetensors":
-        state = _read_safetensors(path)
-    else:
-        from ...convert.release_reader import load_checkpoint
-
-        state = load_checkpoint(path)
-    state = affectnet_state_dict(state)
-    return _load_state(EmoAffectNet(num_classes=_num_classes(state, path)), state, path)
+    """EMO-AffectNet in eval mode from the public ``FER_static_ResNet50_AffectNet.pt``, a ``.safetensors``
+    file or a diffusers folder (read as :mod:`.weights` says: never unpickled; one-line errors)."""
+    build = lambda state, source: EmoAffectNet(num_classes=_num_classes(state, source))  # noqa: E731
+    return load_judge(path, EmoAffectNet, "EMO-AffectNet", build, adapt=affectnet_state_dict, folder_hint="; run 'dicetalk download --judges'")
 
 
 def convert_emotion(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """The public ``.pt`` (or any input of :func:`load_emotion_weights`) -> a diffusers folder ``dst`` (float32 safetensors).
-
-    Written atomically: on any failure an earlier ``dst`` is left as it was. Returns ``dst``.
-    """
-    from ...utils.atomic import atomic_dir
-
-    model = load_emotion_weights(src)
-    dst = Path(dst)
-    with atomic_dir(dst) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-    return dst
+    """The public ``.pt`` (or any input of :func:`load_emotion_weights`) -> a diffusers folder ``dst``, atomically."""
+    return convert_judge(load_emotion_weights(src), dst)

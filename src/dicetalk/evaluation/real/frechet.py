@@ -35,7 +35,6 @@ structure and the TF-compatible details follow pytorch-fid and torch-fidelity (b
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import shutil
 import tempfile
@@ -51,7 +50,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ...errors import InputError, WeightsError
+from ...errors import InputError
+from .weights import convert_judge, load_judge
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -65,7 +65,6 @@ FID_DIR = "fid"
 
 SIZE = 299
 FEATURES = 2048
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 _BN_EPS = 1e-3  # the TensorFlow graph's
 
 # ----------------------------------------------------------------------------------------- resize
@@ -302,82 +301,23 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 # -------------------------------------------------------------------------------------- weights
 
 
-def _load_state(model: InceptionFID, state: dict[str, torch.Tensor], source: Path) -> InceptionFID:
-    """Check names and shapes (one-line :class:`WeightsError`), then load."""
-    own = model.state_dict()
-    # BatchNorm's `num_batches_tracked` is unused in eval mode: not required.
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        parts = [f"{len(missing)} missing (e.g. {missing[0]!r})" if missing else "", f"{len(unexpected)} unexpected (e.g. {unexpected[0]!r})" if unexpected else ""]
-        raise WeightsError(f"{source}: not FID InceptionV3 weights: {', '.join(p for p in parts if p)} entries")
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(own[key].shape):
-            raise WeightsError(f"{source}: {key!r} has shape {tuple(value.shape)}, InceptionFID expects {tuple(own[key].shape)}")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=False)
-    return model.eval().requires_grad_(False)
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: not a readable safetensors file ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
-
-
 def load_inception(path: str | os.PathLike | None = None) -> InceptionFID:
-    """InceptionFID in eval mode from a diffusers folder (:func:`convert_inception`), a ``.safetensors`` file or the ``.pth``.
+    """InceptionFID in eval mode from a diffusers folder (:func:`convert_inception`), a ``.safetensors`` file
+    or the ``.pth`` (read as :mod:`.weights` says: never unpickled; one-line errors).
 
     ``path=None``: the converted folder of the default judges folder (``real_judges_dir() / "fid"``).
-    A torch file is read with ``torch.load(weights_only=True)`` only: a pickle naming code is
-    refused before it runs (:class:`~dicetalk.errors.UnsafeFileError`). Wrong names or shapes
-    raise :class:`~dicetalk.errors.WeightsError`.
     """
     if path is None:
         from .judges import real_judges_dir
 
         path = real_judges_dir() / FID_DIR
-    path = Path(path)
-    if path.is_dir():
-        config_path, weights_path = path / "config.json", path / WEIGHTS_NAME
-        if not config_path.is_file() or not weights_path.is_file():
-            raise WeightsError(f"{path}: no FID InceptionV3 here (needs config.json and {WEIGHTS_NAME})")
-        try:
-            config = json.loads(config_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise WeightsError(f"{config_path}: unreadable ({exc})") from None
-        if not isinstance(config, dict) or config.get("_class_name") != InceptionFID.__name__:
-            raise WeightsError(f"{config_path}: holds a {config.get('_class_name') if isinstance(config, dict) else config!r}, expected InceptionFID")
-        return _load_state(InceptionFID.from_config(config), _read_safetensors(weights_path), weights_path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such FID InceptionV3 weights file (folder or {INCEPTION_FILE})")
-    if path.suffix == ".safetensors":
-        state = _read_safetensors(path)
-    else:
-        from ...convert.release_reader import load_checkpoint
-
-        state = load_checkpoint(path)
-    return _load_state(InceptionFID(), state, path)
+    return load_judge(path, InceptionFID, "FID InceptionV3", lambda state, source: InceptionFID(), file_hint=f" (folder or {INCEPTION_FILE})")
 
 
 def convert_inception(src: str | os.PathLike, dst: str | os.PathLike, source: str | None = None) -> Path:
-    """``weights-inception-2015-12-05-6726825d.pth`` (or any input of :func:`load_inception`) -> a diffusers folder ``dst``.
-
-    Written atomically: on any failure an earlier ``dst`` is left as it was. ``source``, when
-    given, is recorded with the licence in ``dst/source.json``. Returns ``dst``.
-    """
-    from ...utils.atomic import atomic_dir
-
-    model = load_inception(src)
-    dst = Path(dst)
-    with atomic_dir(dst) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        if source is not None:
-            (tmp / "source.json").write_text(json.dumps({"source": source, "licence": INCEPTION_LICENCE}, indent=2, sort_keys=True) + "\n")
-    return dst
+    """``weights-inception-2015-12-05-6726825d.pth`` (or any input of :func:`load_inception`) -> a diffusers
+    folder ``dst``, atomically; ``source``, when given, is recorded with the licence in ``dst/source.json``."""
+    return convert_judge(load_inception(src), dst, None if source is None else {"source": source, "licence": INCEPTION_LICENCE})
 
 
 def _download(url: str, dst: Path, progress: Callable[[str], object]) -> None:

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import json
 import math
 import os
 import shutil
@@ -67,6 +66,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from ...errors import InputError, WeightsError
+from .weights import convert_judge, load_judge
 
 I3D_FILE = "i3d_pretrained_400.pt"
 I3D_WEIGHTS_URL = (
@@ -92,7 +92,6 @@ FVD_DIR = "fvd"
 CLIP_LEN = 16
 SIZE = 224
 MIN_FRAMES = 9  # the time axis shrinks 8x before the 2-frame average pool
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 _BN_EPS = 1e-5  # the port's; Sonnet's BatchNorm (the TensorFlow original) used 1e-3
 
 # Inception blocks: name, input channels, (branch 0, branch 1 reduce, branch 1, branch 2 reduce, branch 2, branch 3).
@@ -286,22 +285,6 @@ def fvd_features(
 # -------------------------------------------------------------------------------------- weights
 
 
-def _load_state(model: I3D, state: dict[str, torch.Tensor], source: Path) -> I3D:
-    """Check names and shapes (one-line :class:`WeightsError`), then load."""
-    own = model.state_dict()
-    # The public file was built by hand from TF variables: no BatchNorm `num_batches_tracked` (unused in eval).
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        parts = [f"{len(missing)} missing (e.g. {missing[0]!r})" if missing else "", f"{len(unexpected)} unexpected (e.g. {unexpected[0]!r})" if unexpected else ""]
-        raise WeightsError(f"{source}: not I3D weights: {', '.join(p for p in parts if p)} entries")
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(own[key].shape):
-            raise WeightsError(f"{source}: {key!r} has shape {tuple(value.shape)}, I3D expects {tuple(own[key].shape)}")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=False)
-    return model.eval().requires_grad_(False)
-
-
 def _num_classes(state: dict[str, torch.Tensor], source: Path) -> int:
     bias = state.get("logits.conv3d.bias")
     if bias is None or bias.ndim != 1:
@@ -309,61 +292,16 @@ def _num_classes(state: dict[str, torch.Tensor], source: Path) -> int:
     return int(bias.shape[0])
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: not a readable safetensors file ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
-
-
 def load_i3d(path: str | os.PathLike) -> I3D:
-    """I3D in eval mode from a diffusers folder (:func:`convert_i3d`), a ``.safetensors`` file or ``i3d_pretrained_400.pt``.
-
-    A torch file is read with ``torch.load(weights_only=True)`` only: a pickle naming code is
-    refused before it runs (:class:`~dicetalk.errors.UnsafeFileError`). Wrong names or shapes
-    raise :class:`~dicetalk.errors.WeightsError`.
-    """
-    path = Path(path)
-    if path.is_dir():
-        config_path, weights_path = path / "config.json", path / WEIGHTS_NAME
-        if not config_path.is_file() or not weights_path.is_file():
-            raise WeightsError(f"{path}: no I3D here (needs config.json and {WEIGHTS_NAME})")
-        try:
-            config = json.loads(config_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise WeightsError(f"{config_path}: unreadable ({exc})") from None
-        if not isinstance(config, dict) or config.get("_class_name") != I3D.__name__:
-            raise WeightsError(f"{config_path}: holds a {config.get('_class_name') if isinstance(config, dict) else config!r}, expected I3D")
-        return _load_state(I3D.from_config(config), _read_safetensors(weights_path), weights_path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such I3D weights file")
-    if path.suffix == ".safetensors":
-        state = _read_safetensors(path)
-    else:
-        from ...convert.release_reader import load_checkpoint
-
-        state = load_checkpoint(path)
-    return _load_state(I3D(num_classes=_num_classes(state, path)), state, path)
+    """I3D in eval mode from a diffusers folder (:func:`convert_i3d`), a ``.safetensors`` file or
+    ``i3d_pretrained_400.pt`` (read as :mod:`.weights` says: never unpickled; one-line errors)."""
+    return load_judge(path, I3D, "I3D", lambda state, source: I3D(num_classes=_num_classes(state, source)))
 
 
 def convert_i3d(src: str | os.PathLike, dst: str | os.PathLike, source: str | None = None) -> Path:
-    """``i3d_pretrained_400.pt`` (or any input of :func:`load_i3d`) -> a diffusers folder ``dst``.
-
-    Written atomically: on any failure an earlier ``dst`` is left as it was. ``source``, when
-    given, is recorded with the licence in ``dst/source.json``. Returns ``dst``.
-    """
-    from ...utils.atomic import atomic_dir
-
-    model = load_i3d(src)
-    dst = Path(dst)
-    with atomic_dir(dst) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        if source is not None:
-            (tmp / "source.json").write_text(json.dumps({"source": source, "licence": I3D_LICENCE}, indent=2, sort_keys=True) + "\n")
-    return dst
+    """``i3d_pretrained_400.pt`` (or any input of :func:`load_i3d`) -> a diffusers folder ``dst``, atomically;
+    ``source``, when given, is recorded with the licence in ``dst/source.json``."""
+    return convert_judge(load_i3d(src), dst, None if source is None else {"source": source, "licence": I3D_LICENCE})
 
 
 def git_blob_id(path: str | os.PathLike) -> str:

@@ -43,6 +43,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from ...errors import InputError, WeightsError
+from .weights import convert_judge, load_judge
 
 SYNCNET_WEIGHTS_URL = "http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model"
 
@@ -56,7 +57,6 @@ FACE_SIZE = 224
 CROP_SCALE = 0.4  # run_pipeline.py's --crop_scale default
 PAD_VALUE = 110  # the grey the reference pads frames with before cropping
 CONFIDENCE_KERNEL = 9  # median filter of the per-window confidence
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 
 
 # ----------------------------------------------------------------------------------------- model
@@ -281,22 +281,6 @@ def sync_scores(model: SyncNet, faces_bgr: np.ndarray, audio16k: np.ndarray, vsh
 # -------------------------------------------------------------------------------------- weights
 
 
-def _load_state(model: SyncNet, state: dict[str, torch.Tensor], source: Path) -> SyncNet:
-    """Check names and shapes (one-line :class:`WeightsError`), then load."""
-    own = model.state_dict()
-    # The public file predates BatchNorm's `num_batches_tracked` (unused in eval mode): not required.
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        parts = [f"{len(missing)} missing (e.g. {missing[0]!r})" if missing else "", f"{len(unexpected)} unexpected (e.g. {unexpected[0]!r})" if unexpected else ""]
-        raise WeightsError(f"{source}: not SyncNet weights: {', '.join(p for p in parts if p)} entries")
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(own[key].shape):
-            raise WeightsError(f"{source}: {key!r} has shape {tuple(value.shape)}, SyncNet expects {tuple(own[key].shape)}")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=False)
-    return model.eval().requires_grad_(False)
-
-
 def _embed_dim(state: dict[str, torch.Tensor], source: Path) -> int:
     weight = state.get("netfcaud.3.weight")
     if weight is None or weight.ndim != 2:
@@ -304,57 +288,13 @@ def _embed_dim(state: dict[str, torch.Tensor], source: Path) -> int:
     return int(weight.shape[0])
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: not a readable safetensors file ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
-
-
 def load_syncnet_weights(path: str | os.PathLike) -> SyncNet:
-    """SyncNet in eval mode from a diffusers folder (:func:`convert_syncnet`), a ``.safetensors`` file or ``syncnet_v2.model``.
-
-    A torch file is read with ``torch.load(weights_only=True)`` only: a pickle naming code is
-    refused before it runs (:class:`~dicetalk.errors.UnsafeFileError`). Wrong names or shapes
-    raise :class:`~dicetalk.errors.WeightsError`.
-    """
-    path = Path(path)
-    if path.is_dir():
-        import json
-
-        config_path, weights_path = path / "config.json", path / WEIGHTS_NAME
-        if not config_path.is_file() or not weights_path.is_file():
-            raise WeightsError(f"{path}: no SyncNet here (needs config.json and {WEIGHTS_NAME}); run 'dicetalk download --judges'")
-        try:
-            config = json.loads(config_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise WeightsError(f"{config_path}: unreadable ({exc})") from None
-        if not isinstance(config, dict) or config.get("_class_name") != SyncNet.__name__:
-            raise WeightsError(f"{config_path}: holds a {config.get('_class_name') if isinstance(config, dict) else config!r}, expected SyncNet")
-        return _load_state(SyncNet.from_config(config), _read_safetensors(weights_path), weights_path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such SyncNet weights file")
-    if path.suffix == ".safetensors":
-        state = _read_safetensors(path)
-    else:
-        from ...convert.release_reader import load_checkpoint
-
-        state = load_checkpoint(path)
-    return _load_state(SyncNet(embed_dim=_embed_dim(state, path)), state, path)
+    """SyncNet in eval mode from a diffusers folder (:func:`convert_syncnet`), a ``.safetensors`` file or
+    ``syncnet_v2.model`` (read as :mod:`.weights` says: never unpickled; one-line errors)."""
+    build = lambda state, source: SyncNet(embed_dim=_embed_dim(state, source))  # noqa: E731
+    return load_judge(path, SyncNet, "SyncNet", build, folder_hint="; run 'dicetalk download --judges'")
 
 
 def convert_syncnet(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """``syncnet_v2.model`` (or any input of :func:`load_syncnet_weights`) -> a diffusers folder ``dst``.
-
-    Written atomically: on any failure an earlier ``dst`` is left as it was. Returns ``dst``.
-    """
-    from ...utils.atomic import atomic_dir
-
-    model = load_syncnet_weights(src)
-    dst = Path(dst)
-    with atomic_dir(dst) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-    return dst
+    """``syncnet_v2.model`` (or any input of :func:`load_syncnet_weights`) -> a diffusers folder ``dst``, atomically."""
+    return convert_judge(load_syncnet_weights(src), dst)
