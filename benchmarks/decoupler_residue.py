@@ -36,7 +36,7 @@ def main() -> None:
     from dicetalk.synthetic.expressions import EXPRESSION_NAMES, emotion_expression
     from dicetalk.synthetic.face import FaceRenderer
     from dicetalk.synthetic.identity import sample_identity
-    from dicetalk.training.decoupler import _pose, _world_people, encode_frames
+    from dicetalk.training.decoupler import _world_people, encode_frames, target_pose
     from dicetalk.utils.media import read_video
     from dicetalk.utils.pixels import to_uint8
 
@@ -62,7 +62,7 @@ def main() -> None:
         for (identity, emotion), record in sorted(first.items()):
             person = sample_identity(seed, people[identity], identity)
             frame = read_video(record.video, max_frames=1, with_audio=False).frames[0]
-            rest = FaceRenderer(person.appearance, world_size).render(emotion_expression("neutral", 1, person.habits), _pose(record)[0])[0]
+            rest = FaceRenderer(person.appearance, world_size).render(emotion_expression("neutral", 1, person.habits), target_pose(record, rest_posture=False)[0])[0]
             x, at_rest = encode(frame), read(encode(rest))
             row = {"unchanged": read(x) - at_rest}
             row.update({name: read(dec(x)) - at_rest for name, dec in decouplers.items()})
