@@ -10,7 +10,7 @@ on val) is fitted on the train people and scored on the val people's level-3 cli
 
     OMP_NUM_THREADS=1 python benchmarks/voice_ceiling.py data/world --json runs/voice_ceiling.json --cache-dir runs/cache
 
-``--people 8 16 32`` adds a learning curve: the same read-outs fitted on that many train people.
+``--people 4 8 12`` adds a learning curve: the same read-outs fitted on that many train people.
 """
 
 from __future__ import annotations
@@ -95,8 +95,8 @@ def main() -> None:
         "expression stream + prosody": ["expression stream", "prosody"], "all three": ["expression stream", "Whisper window", "prosody"],
     }  # fmt: skip
     report = {"seconds": args.seconds, "val_clips_judged": int(judged.sum()), "chance": 1 / len(EMOTIONS), "accuracy": {}}
-    for name, parts in kinds.items():
-        x = {s: np.concatenate([data[s][p] for p in parts], 1) for s in data}
+    inputs = {name: {s: np.concatenate([data[s][p] for p in parts], 1) for s in data} for name, parts in kinds.items()}
+    for name, x in inputs.items():
         train = (x["train"], data["train"]["label"])
         result = logistic_probe(train, (x["val"][judged], val["label"][judged]), (x["val"], val["label"]), classes=len(EMOTIONS))
         report["accuracy"][name] = {"val_level3": result["val"], "val_all_levels": result["test"]}
@@ -108,7 +108,7 @@ def main() -> None:
         chosen = set(np.random.default_rng(count).choice(people, size=min(count, len(people)), replace=False))
         keep = np.isin(data["train"]["identity"], list(chosen))
         for name in ("expression stream", "prosody", "expression stream + prosody"):
-            x = {s: np.concatenate([data[s][p] for p in kinds[name]], 1) for s in data}
+            x = inputs[name]
             result = logistic_probe((x["train"][keep], data["train"]["label"][keep]), (x["val"][judged], val["label"][judged]), (x["val"], val["label"]), classes=len(EMOTIONS))
             report.setdefault("by_train_people", {}).setdefault(str(count), {})[name] = result["val"]
             print(f"{count:3d} train people  {name:30s} val level 3: {result['val']:.3f}", flush=True)

@@ -21,7 +21,7 @@ class MappedArray(np.memmap):
 
     def __reduce__(self):
         if self._path is None:
-            return np.asarray(self).copy().__reduce__()
+            return np.asarray(self).__reduce__()
         return (load_mapped, (self._path,))
 
 

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from diffusers.utils import SAFETENSORS_WEIGHTS_NAME as WEIGHTS_NAME
 
 from ...errors import WeightsError
-
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 
 State = dict[str, torch.Tensor]
 
